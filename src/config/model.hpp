@@ -60,9 +60,9 @@ struct add_header_setting {  // add_header NAME VALUE [always]
 // resolved per request (as nginx does).
 struct proxy_pass_setting {
   template_string url;
-  std::string scheme;              // "http" or "https"
-  std::string host;                // host name, IP, or upstream{} name
-  uint16_t port = 0;               // 0 when the host names an upstream{} block
+  std::string scheme;  // "http" or "https"
+  std::string host;    // host name, IP, or upstream{} name
+  uint16_t port = 0;   // 0 when the host names an upstream{} block
   bool port_explicit = false;
   std::optional<std::string> uri;  // the URI part; nullopt when absent ("http://b" vs "http://b/")
   std::string unix_path;           // "http://unix:/path:" form
@@ -109,26 +109,26 @@ struct proxy_redirect_setting {
 struct location_settings {
   // proxy_*
   std::optional<std::vector<header_setting>> proxy_set_header;  // a level's list replaces outer
-  std::optional<source_loc> proxy_set_header_where;             // first proxy_set_header at this level
-  std::optional<std::string> proxy_http_version;                // "1.0" (default) or "1.1"
-  std::optional<duration> proxy_connect_timeout;                // 60s
-  std::optional<duration> proxy_read_timeout;                   // 60s
-  std::optional<duration> proxy_send_timeout;                   // 60s
-  std::optional<bool> proxy_buffering;                          // on
-  std::optional<bool> proxy_request_buffering;                  // on
+  std::optional<source_loc> proxy_set_header_where;  // first proxy_set_header at this level
+  std::optional<std::string> proxy_http_version;     // "1.0" (default) or "1.1"
+  std::optional<duration> proxy_connect_timeout;     // 60s
+  std::optional<duration> proxy_read_timeout;        // 60s
+  std::optional<duration> proxy_send_timeout;        // 60s
+  std::optional<bool> proxy_buffering;               // on
+  std::optional<bool> proxy_request_buffering;       // on
   std::optional<std::vector<proxy_redirect_setting>> proxy_redirect;  // default
   std::optional<bool> proxy_pass_request_headers;                     // on
   std::optional<bool> proxy_pass_request_body;                        // on
   std::optional<std::vector<std::string>> proxy_next_upstream;        // error timeout
   std::optional<size_t> proxy_buffer_size;                            // 4k (one page)
-  std::optional<size_t> proxy_buffers_size;                           // proxy_buffers N SIZE: N*SIZE
-  std::optional<std::vector<std::string>> proxy_hide_header;          // lower-case names
-  std::optional<std::vector<std::string>> proxy_pass_header;          // lower-case names
+  std::optional<size_t> proxy_buffers_size;                   // proxy_buffers N SIZE: N*SIZE
+  std::optional<std::vector<std::string>> proxy_hide_header;  // lower-case names
+  std::optional<std::vector<std::string>> proxy_pass_header;  // lower-case names
   // responses
   std::optional<std::vector<add_header_setting>> add_header;  // a level's list replaces outer
   std::optional<std::vector<error_page_setting>> error_page;  // a level's list replaces outer
   // client side
-  std::optional<size_t> client_max_body_size;  // 1m; 0 disables the check
+  std::optional<size_t> client_max_body_size;   // 1m; 0 disables the check
   std::optional<duration> client_body_timeout;  // 60s
   std::optional<duration> send_timeout;         // 60s
   std::optional<duration> keepalive_timeout;    // 75s
@@ -158,7 +158,7 @@ struct location {
   std::optional<return_setting> ret;
   std::vector<rewrite_setting> rewrites;  // in order
 
-  location_settings settings;  // merged: every optional is set after merge()
+  location_settings settings;                       // merged: every optional is set after merge()
   std::vector<std::unique_ptr<location>> children;  // nested locations, in file order
   const location* parent = nullptr;
 };
@@ -192,11 +192,11 @@ struct server {
   source_loc where;
   location root_location;  // server-level settings and handlers live here; children = locations
   ssl_settings ssl;
-  std::optional<bool> merge_slashes;            // on
-  std::optional<bool> underscores_in_headers;   // off
-  std::optional<size_t> client_header_buffer_size;  // 1k
+  std::optional<bool> merge_slashes;                                  // on
+  std::optional<bool> underscores_in_headers;                         // off
+  std::optional<size_t> client_header_buffer_size;                    // 1k
   std::optional<std::pair<int, size_t>> large_client_header_buffers;  // 4 8k
-  std::optional<duration> client_header_timeout;  // 60s
+  std::optional<duration> client_header_timeout;                      // 60s
 };
 
 struct upstream_server {

@@ -39,23 +39,23 @@ struct timeouts {
 };
 
 struct upstream_request {
-  std::string scheme;      // http | https
-  std::string host;        // upstream{} name or host
-  uint16_t port = 0;       // 0 for an upstream{} name
+  std::string scheme;  // http | https
+  std::string host;    // upstream{} name or host
+  uint16_t port = 0;   // 0 for an upstream{} name
   bool via_upstream_block = false;
   std::string method;
-  std::string uri;         // exactly what goes in the request line
-  std::string version;     // "HTTP/1.0" or "HTTP/1.1"
-  header_list headers;     // exactly what is sent, in order
+  std::string uri;      // exactly what goes in the request line
+  std::string version;  // "HTTP/1.0" or "HTTP/1.1"
+  header_list headers;  // exactly what is sent, in order
   bool pass_body = true;
 };
 
 // What the data path must do with the request.
 enum class action {
-  proxy,           // send `upstream` and relay the response
-  respond,         // answer `status` with `body` (return CODE TEXT, or an error page)
-  redirect,        // answer `status` with Location: `location_header`
-  not_found,       // no handler: nginx would serve static files; wsgate answers 404
+  proxy,      // send `upstream` and relay the response
+  respond,    // answer `status` with `body` (return CODE TEXT, or an error page)
+  redirect,   // answer `status` with Location: `location_header`
+  not_found,  // no handler: nginx would serve static files; wsgate answers 404
 };
 
 struct warning {
@@ -78,7 +78,7 @@ struct decision {
   std::string location_header;
   upstream_request upstream;  // when what == proxy
   timeouts limits{};
-  bool websocket = false;     // the request asks for an upgrade (Upgrade + Connection: upgrade)
+  bool websocket = false;  // the request asks for an upgrade (Upgrade + Connection: upgrade)
   std::vector<warning> warnings;
 };
 
