@@ -158,6 +158,17 @@ def parse_corpus(paths):
 # Processes
 
 
+def _die_with_parent():
+    """Runs in the child before exec: if the harness is killed outright (a ctest timeout), the
+    kernel kills its nginx and upstreams too, so no process outlives the test."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -177,6 +188,7 @@ class Upstreams:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
             self.procs[name] = p
             line = p.stdout.readline().decode().strip()
@@ -253,6 +265,7 @@ class Nginx:
             stdout=self.stderr,
             stderr=self.stderr,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + 5
         while True:
@@ -611,6 +624,9 @@ def main():
         cases = [c for c in cases if opts.only in c.name]
     total = sum(len(c.requests) for c in cases)
 
+    # SIGTERM (ctest, CI) unwinds like Ctrl-C, so the finally blocks stop nginx and clean up.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows as it happens
     workdir = tempfile.mkdtemp(prefix="wsgate-diff-")
     upstreams = Upstreams(opts.upstream, workdir)
     started = time.monotonic()
@@ -668,7 +684,7 @@ def main():
                         print("      nginx  " + json.dumps(ng))
                         print("      wsgate " + json.dumps({k: v for k, v in (ws or {}).items() if k != "raw"}))
                     if failures or diffs:
-                        text = f"{label} ({case.where()}, line {req.line_no})\n"
+                        text = f"{label} ({os.path.relpath(case.path, SOURCE_DIR)}:{req.line_no})\n"
                         head = req.raw.split(b"\r\n\r\n")[0].decode("utf-8", "replace")
                         text += f"    request: {head!r}\n"
                         for f in failures:
