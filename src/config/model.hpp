@@ -19,6 +19,8 @@
 
 namespace wsgate::config {
 
+class regex;  // config/regex.hpp: compiled PCRE2, shared by every reader of a snapshot
+
 using duration = std::chrono::milliseconds;
 
 // Where a directive was written, for error messages and lint warnings ("in FILE:LINE").
@@ -81,6 +83,7 @@ struct rewrite_setting {
   template_string replacement;
   rewrite_flag flag = rewrite_flag::none;
   source_loc where;
+  std::shared_ptr<const config::regex> compiled;  // `regex`, compiled at load
 };
 
 struct error_page_setting {  // error_page CODE... [=[RESPONSE]] URI
@@ -152,6 +155,7 @@ struct location {
   match_kind kind = match_kind::prefix;
   std::string pattern;  // the prefix, exact URI, regex source, or name without '@'
   source_loc where;
+  std::shared_ptr<const regex> compiled;  // regex and regex_icase only
 
   // Handlers (not inherited, as nginx): at most one of proxy_pass / return decides the content.
   std::optional<proxy_pass_setting> proxy_pass;
@@ -178,6 +182,7 @@ struct server_name_entry {
   enum class kind { exact, wildcard_front, wildcard_back, regex } type = kind::exact;
   std::string name;  // lower-cased; for wildcards as written ("*.example.com", "www.example.*")
   source_loc where;
+  std::shared_ptr<const regex> compiled;  // kind::regex only; `name` holds the source without '~'
 };
 
 struct ssl_settings {
@@ -228,6 +233,7 @@ struct map_block {  // map $source $result { ... }
     std::string key;  // exact (case-insensitive unless "hostnames"), or regex when is_regex
     bool is_regex = false, icase = false;
     template_string value;
+    std::shared_ptr<const regex> compiled;  // is_regex only; `key` holds the source without ~/~*
   };
   std::vector<entry> entries;
   bool hostnames = false;
