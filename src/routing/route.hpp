@@ -48,6 +48,9 @@ struct upstream_request {
   std::string version;  // "HTTP/1.0" or "HTTP/1.1"
   header_list headers;  // exactly what is sent, in order
   bool pass_body = true;
+  // A chunked client body that nginx buffers before sending: insert "Content-Length: <size of
+  // the body>" at this index of `headers` once the body is read (-1: nothing to insert).
+  int pending_content_length_at = -1;
 };
 
 // What the data path must do with the request.

@@ -1,0 +1,526 @@
+#include "routing/route.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+#include "config/regex.hpp"
+#include "routing/detail.hpp"
+#include "routing/lint.hpp"
+#include "routing/match.hpp"
+#include "routing/uri.hpp"
+#include "routing/variables.hpp"
+
+namespace wsgate::routing {
+
+namespace {
+
+using detail::iequals;
+using std::chrono::seconds;
+
+// nginx's r->uri_changes: the 11th re-search after a rewrite is a 500.
+constexpr int kMaxUriChanges = 11;
+
+// The request state that rewrites change and proxy_pass mapping reads (nginx's flags).
+struct uri_state {
+  bool valid_unparsed_uri = true;  // no rewrite touched the URI: send $request_uri as received
+  bool valid_location = true;      // cleared by "rewrite ... break": the URI part is ignored
+  bool internal = false;           // a rewrite changed the URI: it is escaped when sent
+  bool quoted_uri = false;         // the request's path held %XX
+  bool uri_changed = false;
+};
+
+bool has_token(std::string_view value, std::string_view token) {
+  size_t pos = 0;
+  while (pos <= value.size()) {
+    size_t end = value.find(',', pos);
+    if (end == std::string_view::npos) end = value.size();
+    std::string_view t = value.substr(pos, end - pos);
+    while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
+    while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
+    if (iequals(t, token)) return true;
+    pos = end + 1;
+  }
+  return false;
+}
+
+const std::string* find_header(const header_list& h, std::string_view name) {
+  for (const auto& [n, v] : h)
+    if (iequals(n, name)) return &v;
+  return nullptr;
+}
+
+// ngx_http_parse_header_line's name check: [A-Za-z0-9-] (and '_' when allowed) or the line
+// is ignored (ignore_invalid_headers on).
+bool valid_header_name(std::string_view name, bool underscores) {
+  if (name.empty()) return false;
+  for (char c : name) {
+    if (std::isalnum(static_cast<unsigned char>(c)) || c == '-') continue;
+    if (c == '_' && underscores) continue;
+    return false;
+  }
+  return true;
+}
+
+template <class T>
+T setting(const std::optional<T>& v, T dflt) {
+  return v ? *v : dflt;
+}
+
+void absolutize(decision& d, const request_info& rq, const eval_context& ctx) {
+  // ngx_http_header_filter with absolute_redirect and port_in_redirect on (the defaults).
+  if (d.location_header.empty() || d.location_header.front() != '/') return;
+  std::string host = ctx.host.empty() ? rq.local_addr : ctx.host;
+  const bool default_port = rq.tls ? rq.local_port == 443 : rq.local_port == 80;
+  std::string url = std::string(rq.tls ? "https://" : "http://") + host;
+  if (!default_port) url += ":" + std::to_string(rq.local_port);
+  d.location_header = url + d.location_header;
+}
+
+bool is_redirect_code(int code) {
+  return code == 301 || code == 302 || code == 303 || code == 307 || code == 308;
+}
+
+void do_return(decision& d, const config::return_setting& r, const request_info& rq,
+               eval_context& ctx) {
+  d.status = r.code;
+  std::string text = r.text_or_url ? evaluate(*r.text_or_url, ctx) : "";
+  if (r.code == 444) {
+    d.what = action::respond;  // close the connection without a response
+    return;
+  }
+  if (is_redirect_code(r.code)) {
+    d.what = action::redirect;
+    d.location_header = text;
+    absolutize(d, rq, ctx);
+  } else {
+    d.what = action::respond;
+    d.body = text;
+  }
+}
+
+enum class script_result { next, restart, stop_rewrites, responded };
+
+// The rewrite module's script for one level (server or location): rewrite and return, in the
+// order written.
+script_result run_script(const config::location& level, decision& d, const request_info& rq,
+                         eval_context& ctx, uri_state& st) {
+  struct step {
+    int line;
+    const config::rewrite_setting* rw;
+    const config::return_setting* ret;
+  };
+  std::vector<step> steps;
+  for (const auto& r : level.rewrites) steps.push_back({r.where.line, &r, nullptr});
+  if (level.ret) steps.push_back({level.ret->where.line, nullptr, &*level.ret});
+  std::stable_sort(steps.begin(), steps.end(),
+                   [](const step& a, const step& b) { return a.line < b.line; });
+
+  for (const auto& s : steps) {
+    if (s.ret) {
+      do_return(d, *s.ret, rq, ctx);
+      return script_result::responded;
+    }
+    const auto& rw = *s.rw;
+    auto re = detail::compiled(rw.compiled, rw.regex, false);
+    if (!re || !re->match(ctx.uri)) continue;
+    set_captures(ctx, *re, ctx.uri);
+
+    std::string raw = rw.replacement.raw;
+    std::string result = evaluate(rw.replacement, ctx);
+    // A trailing '?' drops the request's arguments.
+    const bool add_args = raw.empty() || raw.back() != '?';
+    if (!add_args && !result.empty() && result.back() == '?') result.pop_back();
+    const bool absolute =
+        raw.starts_with("http://") || raw.starts_with("https://") || raw.starts_with("$scheme");
+    if (absolute || rw.flag == config::rewrite_flag::redirect ||
+        rw.flag == config::rewrite_flag::permanent) {
+      d.what = action::redirect;
+      d.status = rw.flag == config::rewrite_flag::permanent ? 301 : 302;
+      if (add_args && !ctx.args.empty())
+        result += (result.find('?') != std::string::npos ? "&" : "?") + ctx.args;
+      d.location_header = result;
+      absolutize(d, rq, ctx);
+      return script_result::responded;
+    }
+    const size_t q = result.find('?');
+    if (q != std::string::npos) {
+      std::string new_args = result.substr(q + 1);
+      if (add_args && !ctx.args.empty()) new_args += "&" + ctx.args;
+      ctx.args = new_args;
+      result.resize(q);
+    } else if (!add_args) {
+      ctx.args.clear();
+    }
+    ctx.uri = result;
+    st.internal = true;
+    st.valid_unparsed_uri = false;
+    if (rw.flag == config::rewrite_flag::break_) {
+      st.valid_location = false;
+      st.uri_changed = false;
+      return script_result::stop_rewrites;
+    }
+    st.uri_changed = true;
+    if (rw.flag == config::rewrite_flag::last) return script_result::stop_rewrites;
+  }
+  return script_result::next;
+}
+
+struct parsed_url {
+  std::string scheme, host, port_text, uri;
+  bool has_uri = false;
+  uint16_t port = 0;
+  bool ok = false;
+};
+
+// ngx_parse_url on an evaluated proxy_pass URL.
+parsed_url parse_proxy_url(std::string_view url) {
+  parsed_url p;
+  if (url.starts_with("http://")) {
+    p.scheme = "http";
+    url.remove_prefix(7);
+  } else if (url.starts_with("https://")) {
+    p.scheme = "https";
+    url.remove_prefix(8);
+  } else {
+    return p;
+  }
+  size_t end = url.find_first_of("/?");
+  std::string_view authority = url.substr(0, end);
+  if (end != std::string_view::npos) {
+    p.has_uri = true;
+    p.uri = std::string(url.substr(end));
+    if (p.uri.front() == '?') p.uri.insert(p.uri.begin(), '/');
+  }
+  size_t colon = authority.rfind(':');
+  if (colon != std::string_view::npos && authority.find(']', colon) == std::string_view::npos) {
+    p.port_text = std::string(authority.substr(colon + 1));
+    authority = authority.substr(0, colon);
+    int port = 0;
+    for (char c : p.port_text) {
+      if (c < '0' || c > '9') return p;
+      port = port * 10 + (c - '0');
+      if (port > 65535) return p;
+    }
+    if (p.port_text.empty() || port == 0) return p;
+    p.port = static_cast<uint16_t>(port);
+  }
+  p.host = std::string(authority);
+  p.ok = !p.host.empty();
+  return p;
+}
+
+void set_proxy_vars(eval_context& ctx, const std::string& scheme, const std::string& host,
+                    uint16_t port, bool port_explicit) {
+  // ngx_http_proxy_set_vars: the port shows in $proxy_host only when not the scheme's default.
+  const uint16_t dflt = scheme == "https" ? 443 : 80;
+  if (!port_explicit || port == dflt) {
+    ctx.proxy_host = host;
+    ctx.proxy_port = std::to_string(dflt);
+  } else {
+    ctx.proxy_host = host + ":" + std::to_string(port);
+    ctx.proxy_port = std::to_string(port);
+  }
+}
+
+struct default_header {
+  const char* name;
+  const char* value;
+};
+// ngx_http_proxy_headers: appended after the proxy_set_header list unless it names them.
+constexpr default_header kDefaultHeaders[] = {
+    {"Host", "$proxy_host"},
+    {"Connection", "close"},
+    {"Content-Length", "$proxy_internal_body_length"},
+    {"Transfer-Encoding", "$proxy_internal_chunked"},
+    {"TE", ""},
+    {"Keep-Alive", ""},
+    {"Expect", ""},
+    {"Upgrade", ""},
+};
+
+void build_upstream(decision& d, const config::location& loc, const request_info& rq,
+                    eval_context& ctx, const uri_state& st, bool underscores) {
+  const auto& pp = *loc.proxy_pass;
+  const auto& set = loc.settings;
+  upstream_request& up = d.upstream;
+  d.what = action::proxy;
+  up.method = rq.method;
+  up.version = "HTTP/" + setting<std::string>(set.proxy_http_version, "1.0");
+
+  // Where to: the static URL parsed at load, or the URL evaluated now.
+  std::string uri_part;  // nginx's ctx->vars.uri
+  bool has_uri_part = false;
+  const bool variable_url = pp.url.has_variables();
+  if (variable_url) {
+    const std::string url = evaluate(pp.url, ctx);
+    parsed_url p = parse_proxy_url(url);
+    if (!p.ok) {
+      d.what = action::respond;
+      d.status = 500;
+      d.warnings.push_back({"proxy-pass-invalid-url",
+                            "proxy_pass evaluated to \"" + url + "\", which is not http(s)://host",
+                            "make the variables in proxy_pass produce http://host[:port][/uri]",
+                            pp.where});
+      return;
+    }
+    up.scheme = p.scheme;
+    up.host = p.host;
+    up.port = p.port ? p.port : (p.scheme == "https" ? 443 : 80);
+    const bool names_upstream =
+        !p.port && ctx.config->http && ctx.config->http->upstreams.count(p.host);
+    if (names_upstream) {
+      up.via_upstream_block = true;
+      up.port = 0;
+    }
+    set_proxy_vars(ctx, p.scheme, p.host, p.port, p.port != 0);
+    has_uri_part = p.has_uri;
+    uri_part = p.uri;
+  } else {
+    up.scheme = pp.scheme.empty() ? "http" : pp.scheme;
+    up.host = pp.host;
+    const bool names_upstream = pp.port == 0 || (!pp.port_explicit && ctx.config->http &&
+                                                 ctx.config->http->upstreams.count(pp.host));
+    if (!pp.unix_path.empty()) {
+      up.host = "unix:" + pp.unix_path;
+      up.port = 0;
+      ctx.proxy_host = "localhost";
+      ctx.proxy_port.clear();
+    } else {
+      up.via_upstream_block = names_upstream;
+      up.port = names_upstream ? 0 : pp.port;
+      const uint16_t dflt = up.scheme == "https" ? 443 : 80;
+      set_proxy_vars(ctx, up.scheme, pp.host, pp.port ? pp.port : dflt, pp.port_explicit);
+    }
+    has_uri_part = pp.uri.has_value();
+    if (pp.uri) uri_part = *pp.uri;
+  }
+
+  // The URI (ngx_http_proxy_create_request).
+  if (variable_url && has_uri_part && !uri_part.empty()) {
+    up.uri = uri_part;  // used as is; the request's arguments are not added
+  } else if (uri_part.empty() && st.valid_unparsed_uri) {
+    up.uri = ctx.request_uri;
+  } else {
+    size_t loc_len = st.valid_location && !uri_part.empty() ? loc.pattern.size() : 0;
+    loc_len = std::min(loc_len, ctx.uri.size());
+    std::string out = st.valid_location ? uri_part : "";
+    std::string_view rest = std::string_view(ctx.uri).substr(loc_len);
+    out += (st.quoted_uri || st.internal) ? escape(rest, escape_kind::uri) : std::string(rest);
+    if (!ctx.args.empty()) out += "?" + ctx.args;
+    up.uri = std::move(out);
+  }
+  if (up.uri.empty()) up.uri = "/";
+
+  // The headers: proxy_set_header in effect, then nginx's defaults it does not name, then the
+  // client's headers that none of those names.
+  struct entry {
+    std::string name;
+    config::template_string value;
+  };
+  std::vector<entry> list;
+  if (set.proxy_set_header)
+    for (const auto& h : *set.proxy_set_header) list.push_back({h.name, h.value});
+  for (const auto& dh : kDefaultHeaders) {
+    const bool named = std::any_of(list.begin(), list.end(),
+                                   [&](const entry& e) { return iequals(e.name, dh.name); });
+    if (!named) list.push_back({dh.name, detail::make_template(dh.value)});
+  }
+
+  const std::string* content_length = find_header(ctx.headers, "Content-Length");
+  const std::string* te = find_header(ctx.headers, "Transfer-Encoding");
+  const bool chunked = te && has_token(*te, "chunked");
+  const bool pass_body = setting(set.proxy_pass_request_body, true);
+  const bool http11 = up.version == "HTTP/1.1";
+  const bool streaming_chunked =
+      chunked && !setting(set.proxy_request_buffering, true) && pass_body && http11;
+  up.pass_body = pass_body;
+
+  for (const auto& e : list) {
+    std::string value;
+    if (e.value.raw == "$proxy_internal_body_length") {
+      if (!pass_body) continue;
+      if (chunked && !streaming_chunked) {
+        up.pending_content_length_at = static_cast<int>(up.headers.size());
+        continue;
+      }
+      if (content_length && !chunked) value = *content_length;
+    } else if (e.value.raw == "$proxy_internal_chunked") {
+      if (streaming_chunked) value = "chunked";
+    } else {
+      value = evaluate(e.value, ctx);
+    }
+    if (value.empty()) continue;  // nginx drops a header whose value is empty
+    up.headers.emplace_back(e.name, std::move(value));
+  }
+  if (setting(set.proxy_pass_request_headers, true)) {
+    for (const auto& [name, value] : ctx.headers) {
+      const bool named = std::any_of(list.begin(), list.end(),
+                                     [&](const entry& e) { return iequals(e.name, name); });
+      if (!named) up.headers.emplace_back(name, value);
+    }
+  }
+  (void)underscores;
+
+  // wsgate's deliberate difference: "Connection: upgrade" without an Upgrade header makes
+  // servers such as uvicorn reject a plain request (400), so it is not sent.
+  const auto conn = std::find_if(up.headers.begin(), up.headers.end(),
+                                 [](const auto& h) { return iequals(h.first, "Connection"); });
+  if (conn != up.headers.end() && has_token(conn->second, "upgrade") &&
+      !find_header(up.headers, "Upgrade")) {
+    config::source_loc where = pp.where;
+    if (set.proxy_set_header)
+      for (const auto& h : *set.proxy_set_header)
+        if (iequals(h.name, "Connection")) where = h.where;
+    d.warnings.push_back(
+        {"connection-upgrade-dropped",
+         "notice: \"Connection: " + conn->second +
+             "\" would go upstream without an Upgrade header; wsgate does not send it (nginx "
+             "would, and servers such as uvicorn answer 400)",
+         "use map $http_upgrade $connection_upgrade { default upgrade; '' close; } and "
+         "proxy_set_header Connection $connection_upgrade;",
+         where});
+    if (up.pending_content_length_at > conn - up.headers.begin()) --up.pending_content_length_at;
+    up.headers.erase(conn);
+  }
+}
+
+decision bad_request(decision d, std::string why) {
+  d.what = action::respond;
+  d.status = 400;
+  d.server_reason = d.server_reason.empty() ? why : d.server_reason;
+  d.warnings.push_back({"bad-request", why, "send a valid request", {}});
+  return d;
+}
+
+}  // namespace
+
+decision route(const config::snapshot& config, const request_info& rq) {
+  decision d;
+  eval_context ctx;
+  ctx.config = &config;
+  ctx.request = &rq;
+
+  const listen_group group = find_listen_group(config, rq.local_addr, rq.local_port);
+  if (!group.default_server) {
+    d.what = action::respond;
+    d.status = 0;
+    d.server_reason = "no server listens on " + rq.local_addr + ":" + std::to_string(rq.local_port);
+    return d;
+  }
+  // Before Host is read nginx uses the default server's settings (merge_slashes, headers).
+  const config::server& dflt = *group.default_server;
+  const bool underscores = setting(dflt.underscores_in_headers, false);
+  for (const auto& h : rq.headers)
+    if (valid_header_name(h.first, underscores)) ctx.headers.push_back(h);
+
+  const parsed_target target = parse_target(rq.target, setting(dflt.merge_slashes, true));
+  d.server = &dflt;
+  ctx.server = &dflt;
+  if (!target.ok) return bad_request(std::move(d), "client sent invalid request: " + target.error);
+  ctx.uri = target.uri;
+  ctx.args = target.args;
+  ctx.request_uri = target.unparsed_uri;
+  d.normalized_uri = ctx.uri;
+
+  // Host: the absolute-form target's, else the Host header (validated, lower-cased, no port).
+  std::string host = target.host;
+  int host_headers = 0;
+  for (const auto& [n, v] : ctx.headers)
+    if (iequals(n, "Host")) ++host_headers;
+  if (host_headers > 1) return bad_request(std::move(d), "client sent duplicate host header");
+  if (host.empty()) {
+    if (const std::string* h = find_header(ctx.headers, "Host")) {
+      auto valid = validate_host(*h);
+      if (!valid) return bad_request(std::move(d), "client sent invalid host header");
+      host = *valid;
+    } else if (rq.http_minor >= 1) {
+      return bad_request(std::move(d), "client sent HTTP/1.1 request without \"Host\" header");
+    }
+  }
+  if (find_header(ctx.headers, "Content-Length") && find_header(ctx.headers, "Transfer-Encoding"))
+    return bad_request(std::move(d),
+                       "client sent \"Content-Length\" and \"Transfer-Encoding\" headers at the "
+                       "same time");
+
+  const server_choice chosen = select_server(group, host, &ctx);
+  d.server = chosen.server;
+  d.server_reason = chosen.reason;
+  ctx.server = chosen.server;
+  const config::server& srv = *chosen.server;
+  // $host is the request's host, or the server's first name when the request has none.
+  ctx.host = host.empty() ? (srv.names.empty() ? "" : srv.names.front().name) : host;
+
+  if (const std::string* up = find_header(ctx.headers, "Upgrade")) {
+    const std::string* conn = find_header(ctx.headers, "Connection");
+    d.websocket = !up->empty() && conn && has_token(*conn, "upgrade");
+  }
+
+  uri_state st;
+  st.quoted_uri = target.quoted_uri;
+  auto finish = [&](const config::location& loc) {
+    const auto& s = loc.settings;
+    d.limits = {setting<config::duration>(s.proxy_connect_timeout, seconds(60)),
+                setting<config::duration>(s.proxy_read_timeout, seconds(60)),
+                setting<config::duration>(s.proxy_send_timeout, seconds(60))};
+    d.normalized_uri = ctx.uri;
+  };
+
+  // Server-level rewrite and return run once, before any location is looked up.
+  finish(srv.root_location);
+  if (run_script(srv.root_location, d, rq, ctx, st) == script_result::responded) {
+    finish(srv.root_location);
+    return d;
+  }
+
+  int uri_changes = kMaxUriChanges;
+  for (;;) {
+    st.uri_changed = false;
+    location_match m = find_location(srv.root_location, ctx);
+    d.candidates.insert(d.candidates.end(), m.candidates.begin(), m.candidates.end());
+    d.location = m.loc;
+    const config::location& loc = m.loc ? *m.loc : srv.root_location;
+    finish(loc);
+    if (m.loc) {
+      auto lw = lint_location(config, srv, loc);
+      d.warnings.insert(d.warnings.end(), lw.begin(), lw.end());
+    }
+    if (m.result == location_result::auto_redirect) {
+      d.what = action::redirect;
+      d.status = 301;
+      d.location_header = escape(m.loc->pattern, escape_kind::uri);
+      if (!ctx.args.empty()) d.location_header += "?" + ctx.args;
+      absolutize(d, rq, ctx);
+      return d;
+    }
+    if (m.loc) {
+      const script_result r = run_script(loc, d, rq, ctx, st);
+      if (r == script_result::responded) return d;
+      if (st.uri_changed) {
+        if (--uri_changes == 0) {
+          d.what = action::respond;
+          d.status = 500;
+          d.warnings.push_back(
+              {"rewrite-cycle",
+               "rewrite or internal redirection cycle while processing \"" + ctx.uri + "\"",
+               "make the rewrite rules stop (flag break, or a regex that the "
+               "new URI no longer matches)",
+               loc.where});
+          return d;
+        }
+        // The warnings of a location left behind by a rewrite do not apply.
+        d.warnings.clear();
+        d.candidates.push_back({m.loc, "rewritten to \"" + ctx.uri + "\": searching again"});
+        continue;
+      }
+    }
+    if (m.loc && loc.proxy_pass) {
+      build_upstream(d, loc, rq, ctx, st, underscores);
+    } else {
+      d.what = action::not_found;
+      d.status = 404;
+    }
+    return d;
+  }
+}
+
+}  // namespace wsgate::routing
