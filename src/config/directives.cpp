@@ -75,7 +75,9 @@ size_t size_arg(const S& st, const T& s, size_t i) {
 }
 int number_arg(const S& st, const T& s, size_t i) {
   auto v = parse_number(arg(s, i));
-  if (!v) fail_directive(st, s, "invalid number", "write a whole number, e.g. 1024");
+  if (!v)
+    st.fail(s.line, fmt::format("invalid number \"{}\"", arg(s, i)),
+            "write a whole number, e.g. 1024");
   return static_cast<int>(*v);
 }
 
@@ -232,10 +234,6 @@ void h_http(S& st, const T& s) {
   st.frames.pop_back();
   // As nginx, duplicate locations are found once the http block is read.
   for (const auto& srv : http.servers) check_duplicate_locations(st, srv->root_location);
-  for (auto& [name, up] : http.upstreams)
-    if (up.servers.empty())
-      st.fail(up.where.line, "no servers are inside upstream",
-              fmt::format("add `server HOST:PORT;` inside `upstream {} {{ }}`", name));
 }
 
 // ---- server ----------------------------------------------------------------------------------
@@ -387,9 +385,9 @@ void h_server_name(S& st, const T& s) {
       continue;
     }
     std::string name = lower(raw);
-    if (name.find('/') != std::string::npos)
-      st.fail(s.line, fmt::format("server name \"{}\" has suspicious symbols", raw),
-              "a server_name is a host name, without scheme or path");
+    if (name.find('/') != std::string::npos)  // nginx warns only
+      st.snap->notices.push_back(
+          {st.here(s.line), fmt::format("server name \"{}\" has suspicious symbols", raw)});
     size_t star = name.find('*');
     if (name.starts_with(".")) {  // ".example.com" = "example.com" and "*.example.com"
       e.name = name.substr(1);
@@ -404,10 +402,13 @@ void h_server_name(S& st, const T& s) {
     } else if (name.ends_with(".*") && star == name.size() - 1) {
       e.type = server_name_entry::kind::wildcard_back;
       e.name = name;
-    } else {
-      st.fail(s.line, fmt::format("invalid server name or wildcard \"{}\"", raw),
-              "a wildcard is allowed only as \"*.example.com\" or \"www.example.*\"; use a regex "
-              "(~...) otherwise");
+    } else {  // nginx 1.22 accepts "a*b" as a plain name that never matches a real host
+      e.name = name;
+      st.snap->notices.push_back(
+          {st.here(s.line),
+           fmt::format("server name \"{}\" is taken literally: a wildcard is only \"*.x\" or "
+                       "\"x.*\"; use a regex (~...) for anything else",
+                       raw)});
     }
     srv.names.push_back(std::move(e));
   }
@@ -498,7 +499,7 @@ void h_location(S& st, const T& s) {
 }
 
 // Same name and both exact, or both non-exact: nginx's ngx_http_join_exact_locations rule, which
-// sees prefix, ^~ and regex locations alike by their name. Named locations are checked alike.
+// compares prefix and ^~ locations by name; regex and named locations may repeat.
 void check_duplicate_locations(S& st, const location& parent) {
   using mk = location::match_kind;
   for (size_t i = 0; i < parent.children.size(); ++i) {
@@ -508,7 +509,7 @@ void check_duplicate_locations(S& st, const location& parent) {
       bool a_regex = a.kind == mk::regex || a.kind == mk::regex_icase;
       bool b_regex = b.kind == mk::regex || b.kind == mk::regex_icase;
       if (a_regex || b_regex) continue;  // nginx keeps regex locations apart
-      if ((a.kind == mk::named) != (b.kind == mk::named)) continue;
+      if (a.kind == mk::named || b.kind == mk::named) continue;  // nginx 1.22 allows these
       if (a.pattern != b.pattern) continue;
       if ((a.kind == mk::exact) != (b.kind == mk::exact)) continue;
       throw load_failure{{a.where, fmt::format("duplicate location \"{}\"", display_name(a)),
@@ -549,7 +550,7 @@ void h_proxy_pass(S& st, const T& s) {
     p.port = 443;
     skip = 8;
   } else {
-    st.fail(s.line, fmt::format("invalid URL prefix in \"{}\"", url),
+    st.fail(s.line, "invalid URL prefix",
             fmt::format("write the scheme: `proxy_pass http://{};`", url));
   }
   std::string rest = url.substr(skip);
@@ -694,7 +695,9 @@ void h_error_page(S& st, const T& s) {
       e.response_code = 0;
     } else {
       auto n = parse_number(std::string_view(before_uri).substr(1));
-      if (!n) st.fail(s.line, fmt::format("invalid value \"{}\"", before_uri));
+      if (!n)
+        st.fail(s.line, fmt::format("invalid value \"{}\"", before_uri),
+                "write `=CODE` (e.g. =200) or a bare `=` before the URI");
       e.response_code = static_cast<int>(*n);
     }
   }
@@ -703,9 +706,12 @@ void h_error_page(S& st, const T& s) {
             "write `error_page CODE... [=[RESPONSE]] URI;`");
   for (size_t i = 1; i <= last_code; ++i) {
     auto n = parse_number(arg(s, i));
-    if (!n) st.fail(s.line, fmt::format("invalid value \"{}\"", arg(s, i)));
+    if (!n)
+      st.fail(s.line, fmt::format("invalid value \"{}\"", arg(s, i)),
+              "write `error_page CODE... [=[RESPONSE]] URI;`");
     if (*n < 300 || *n > 599)
-      st.fail(s.line, fmt::format("value \"{}\" must be between 300 and 599", arg(s, i)));
+      st.fail(s.line, fmt::format("value \"{}\" must be between 300 and 599", arg(s, i)),
+              "error_page applies to error and redirect codes only");
     e.codes.push_back(static_cast<int>(*n));
   }
   e.uri = st.tmpl(arg(s, nargs(s)), s.line);
@@ -830,7 +836,7 @@ void h_large_client_header_buffers(S& st, const T& s) {
   auto& slot = st.top().srv->large_client_header_buffers;
   if (slot) duplicate(st, s);
   auto n = parse_number(arg(s, 1));
-  if (!n || *n == 0) st.fail(s.line, fmt::format("invalid value \"{}\"", arg(s, 1)));
+  if (!n || *n == 0) invalid_value(st, s, "write `large_client_header_buffers 4 8k;`");
   slot = std::make_pair(static_cast<int>(*n), size_arg(st, s, 2));
 }
 
@@ -872,6 +878,9 @@ void h_upstream(S& st, const T& s) {
   st.frames.push_back(f);
   st.parse(ctx_upstream, true);
   st.frames.pop_back();
+  if (up.servers.empty())  // nginx reports it at the closing brace
+    st.fail(st.lex->line(), "no servers are inside upstream",
+            fmt::format("add `server HOST:PORT;` inside `upstream {} {{ }}`", name));
 }
 
 void h_upstream_server(S& st, const T& s) {
@@ -901,12 +910,15 @@ void h_upstream_server(S& st, const T& s) {
     const std::string& p = arg(s, i);
     auto num = [&](size_t skip) {
       auto n = parse_number(std::string_view(p).substr(skip));
-      if (!n) st.fail(s.line, fmt::format("invalid parameter \"{}\"", p));
+      if (!n)
+        st.fail(s.line, fmt::format("invalid parameter \"{}\"", p),
+                "the value after = is a whole number, e.g. weight=2");
       return static_cast<int>(*n);
     };
     if (p.starts_with("weight=")) {
       u.weight = num(7);
-      if (u.weight == 0) st.fail(s.line, fmt::format("invalid parameter \"{}\"", p));
+      if (u.weight == 0)
+        st.fail(s.line, fmt::format("invalid parameter \"{}\"", p), "weight is at least 1");
     } else if (p.starts_with("max_fails=")) {
       u.max_fails = num(10);
     } else if (p.starts_with("max_conns=")) {

@@ -132,7 +132,14 @@ void dispatch(parse_state& st, const statement& s, context_flag ctx) {
   if (!arity_ok(found->arity, s.words.size() - 1))
     st.fail(s.line, fmt::format("invalid number of arguments in \"{}\" directive", name),
             fmt::format("write `{}{}`", usage, block ? "" : ";"));
-  found->handler(st, s);
+  try {
+    found->handler(st, s);
+  } catch (load_failure& f) {
+    // A handler that has nothing better to say points at the directive's syntax.
+    if (f.error.hint.empty() && !found->syntax.empty() && !(found->arity & is_block))
+      f.error.hint = fmt::format("the syntax is `{};`", found->syntax);
+    throw;
+  }
 }
 
 void map_line(parse_state& st, const statement& s) {

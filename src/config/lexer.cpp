@@ -219,7 +219,7 @@ bool split_template(std::string_view raw, template_string& out, std::string& err
       ++p;
     }
     if (name.empty()) {
-      error = fmt::format("invalid variable name in \"{}\"", raw);
+      error = "invalid variable name";
       return false;
     }
     out.parts.push_back({true, std::string(name)});

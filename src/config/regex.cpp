@@ -41,9 +41,12 @@ regex::compile_result regex::compile(std::string_view pattern, bool icase) {
   if (!code) {
     PCRE2_UCHAR buf[256];
     pcre2_get_error_message(errcode, buf, sizeof buf);
-    std::string_view rest = erroff <= pattern.size() ? pattern.substr(erroff) : std::string_view{};
-    return {nullptr, fmt::format("pcre2_compile() failed: {} in \"{}\" at \"{}\"",
-                                 reinterpret_cast<const char*>(buf), pattern, rest)};
+    // nginx names the rest of the pattern only when the error is not at its very end.
+    const char* what = reinterpret_cast<const char*>(buf);
+    if (erroff >= pattern.size())
+      return {nullptr, fmt::format("pcre2_compile() failed: {} in \"{}\"", what, pattern)};
+    return {nullptr, fmt::format("pcre2_compile() failed: {} in \"{}\" at \"{}\"", what, pattern,
+                                 pattern.substr(erroff))};
   }
   // JIT is an optimisation only; without it (unsupported CPU, SELinux) matching still works.
   pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);

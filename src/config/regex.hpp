@@ -18,7 +18,8 @@ class regex {
     std::string error;                // nginx's wording when compilation fails
   };
   // Compiles `pattern`; on failure `error` reads like nginx's:
-  //   pcre2_compile() failed: missing closing parenthesis in "^/(a" at ""
+  //   pcre2_compile() failed: missing closing parenthesis in "^/(a"
+  //   pcre2_compile() failed: quantifier does not follow a repeatable item in "*a" at "*a"
   static compile_result compile(std::string_view pattern, bool icase);
 
   ~regex();

@@ -1,5 +1,6 @@
 #include "config/values.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 
@@ -35,7 +36,8 @@ std::optional<size_t> parse_size(std::string_view text) {
 }
 
 std::optional<duration> parse_duration(std::string_view text) {
-  // Steps in the order units must appear, as ngx_parse_time.
+  // Steps in the order units must appear, as ngx_parse_time. nginx 1.22 does not bound the
+  // result; wsgate saturates at 2^40 ms (~35 years) instead of wrapping.
   enum step_t {
     st_start,
     st_year,
@@ -48,15 +50,15 @@ std::optional<duration> parse_duration(std::string_view text) {
     st_msec,
     st_last
   };
-  constexpr long long max_ms = std::numeric_limits<int32_t>::max();
+  constexpr long long cap = 1LL << 40;
   step_t step = st_month;  // milliseconds settings: no years or months
   long long value = 0, total = 0;
   bool valid = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
+  size_t i = 0;
+  while (i < text.size()) {
+    char c = text[i++];
     if (c >= '0' && c <= '9') {
-      value = value * 10 + (c - '0');
-      if (value > max_ms) return std::nullopt;
+      value = std::min(cap, value * 10 + (c - '0'));
       valid = true;
       continue;
     }
@@ -78,7 +80,7 @@ std::optional<duration> parse_duration(std::string_view text) {
         scale_ms = 3600LL * 1000;
         break;
       case 'm':
-        if (i + 1 < text.size() && text[i + 1] == 's') {
+        if (i < text.size() && text[i] == 's') {
           if (step >= st_msec) return std::nullopt;
           ++i;
           step = st_msec;
@@ -102,17 +104,12 @@ std::optional<duration> parse_duration(std::string_view text) {
       default:
         return std::nullopt;
     }
-    if (value > max_ms / scale_ms) return std::nullopt;
-    total += value * scale_ms;
-    if (total > max_ms) return std::nullopt;
+    total = std::min(cap, total + std::min(cap, value * scale_ms));
     value = 0;
+    while (i < text.size() && text[i] == ' ') ++i;  // "1h 30m" is allowed
   }
   if (!valid) return std::nullopt;
-  // A trailing bare number counts as seconds.
-  if (value > max_ms / 1000) return std::nullopt;
-  total += value * 1000;
-  if (total > max_ms) return std::nullopt;
-  return duration(total);
+  return duration(std::min(cap, total + std::min(cap, value * 1000)));  // bare number = seconds
 }
 
 }  // namespace wsgate::config

@@ -9,8 +9,9 @@
 
 namespace wsgate::config {
 
-// ngx_parse_time for millisecond settings: units y M w d h m s ms in decreasing order, a bare
-// number is seconds; "y" and "M" are refused as nginx refuses them here; at most 2^31-1 ms.
+// ngx_parse_time for millisecond settings: units w d h m s ms in decreasing order, each at most
+// once, blanks allowed after a unit; a bare number is seconds ("y" and "M" are refused here, as
+// nginx refuses them for millisecond settings).
 std::optional<duration> parse_duration(std::string_view text);
 // ngx_parse_size: a number with an optional k/K, m/M or g/G suffix.
 std::optional<size_t> parse_size(std::string_view text);
