@@ -5,20 +5,12 @@
 
 namespace wsgate::cli {
 
-int test_config(const options&) {
-  std::fputs("wsgate: -t is not implemented yet\n", stderr);
-  return 1;
-}
 int serve(const options&) {
   std::fputs("wsgate: serving is not implemented yet\n", stderr);
   return 1;
 }
 int send_signal(const options&) {
   std::fputs("wsgate: -s is not implemented yet\n", stderr);
-  return 1;
-}
-int explain(const std::vector<std::string>&) {
-  std::fputs("wsgate: explain is not implemented yet\n", stderr);
   return 1;
 }
 

@@ -287,7 +287,7 @@ void lint_variables(const config::snapshot& config, std::vector<warning>& out) {
         continue;
       seen.emplace_back(p.text, where.line);
       out.push_back({"unknown-variable",
-                     "unknown \"" + p.text + "\" variable (nginx refuses to start)",
+                     "unknown \"" + p.text + "\" variable",
                      "define it with map or set, or use a built-in such as $http_" + p.text +
                          " for a request header",
                      where});
