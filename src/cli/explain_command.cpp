@@ -7,7 +7,11 @@
 //  - Local address and port (server selection): the URL's host when it is an IP address, and
 //    its port; without either, the first listen of the configuration (port 80 is preferred
 //    for a URL without a port when something listens on it).
-//  - Host: from -H when given, else the URL's host[:port], else the first server's first name.
+//  - Host: from -H when given, else the URL's host[:port], else the first server's first name;
+//    --no-host (and --http-version 1.0) sends none unless -H gives one (nginx answers an
+//    HTTP/1.1 request without Host with 400).
+//  - --target T sends T as the request-target exactly (origin- or absolute-form); the URL then
+//    only names the local address and port. --http-version 1.0 makes an HTTP/1.0 request.
 //    When -H Host differs from a URL host that is a name, the URL is sent as an absolute-form
 //    target (as a proxy client would), so the URL's host selects the server, as in nginx.
 //  - --remote ADDR[:PORT] is the client; default 127.0.0.1, port 0 ($remote_port then reads 0:
@@ -124,10 +128,14 @@ std::string server_name_text(const config::server_name_entry& n) {
 
 const char* action_name(routing::action a) {
   switch (a) {
-    case routing::action::proxy: return "proxy";
-    case routing::action::respond: return "respond";
-    case routing::action::redirect: return "redirect";
-    case routing::action::not_found: return "not_found";
+    case routing::action::proxy:
+      return "proxy";
+    case routing::action::respond:
+      return "respond";
+    case routing::action::redirect:
+      return "redirect";
+    case routing::action::not_found:
+      return "not_found";
   }
   return "not_found";
 }
@@ -176,14 +184,10 @@ json to_json(const routing::request_info& rq, const routing::decision& d) {
     const auto& up = d.upstream;
     json uh = json::array();
     for (const auto& [n, v] : up.headers) uh.push_back({n, v});
-    j["upstream"] = {{"scheme", up.scheme},
-                     {"host", up.host},
-                     {"port", up.port},
-                     {"request_line", request_line(up)},
-                     {"method", up.method},
-                     {"uri", up.uri},
-                     {"version", up.version},
-                     {"headers", uh}};
+    j["upstream"] = {{"scheme", up.scheme},   {"host", up.host},
+                     {"port", up.port},       {"request_line", request_line(up)},
+                     {"method", up.method},   {"uri", up.uri},
+                     {"version", up.version}, {"headers", uh}};
   } else {
     j["upstream"] = nullptr;
   }
@@ -254,8 +258,8 @@ void print_human(const routing::request_info& rq, const routing::decision& d) {
       if (d.status == 444)
         std::printf("action:   close the connection without a response (444)\n");
       else
-        std::printf("action:   respond %d%s%s\n", d.status, d.body.empty() ? "" : "  body: ",
-                    d.body.c_str());
+        std::printf("action:   respond %d%s%s\n", d.status,
+                    d.body.empty() ? "" : "  body: ", d.body.c_str());
       break;
     case routing::action::not_found:
       std::printf("action:   404 (no proxy_pass or return here: nginx would look for a file)\n");
@@ -292,8 +296,9 @@ int explain(const std::vector<std::string>& args) {
   CLI::App app{"wsgate explain: how a request is routed and what the upstream receives",
                "wsgate explain"};
   std::string conf_file, prefix, url, method = "GET", remote = "127.0.0.1";
+  std::string target, http_version = "1.1";
   std::vector<std::string> header_args;
-  bool ws = false, as_json = false;
+  bool ws = false, as_json = false, no_host = false;
   app.add_option("-c,--conf", conf_file, "configuration file")->required();
   app.add_option("-p,--prefix", prefix, "prefix path (as wsgate -p)");
   app.add_option("url", url, "http://host[:port]/path?query, or /path")->required();
@@ -302,6 +307,12 @@ int explain(const std::vector<std::string>& args) {
   app.add_flag("--json", as_json, "print the decision as JSON");
   app.add_option("--method,-X", method, "request method (default GET)");
   app.add_option("--remote", remote, "client address[:port] (default 127.0.0.1, port 0)");
+  app.add_option("--target", target,
+                 "the request-target exactly as sent (e.g. an absolute-form http://h/p); the URL "
+                 "then only says where the client connected");
+  app.add_option("--http-version", http_version, "1.1 (default) or 1.0")
+      ->check(CLI::IsMember({"1.0", "1.1"}));
+  app.add_flag("--no-host", no_host, "send no Host header unless -H gives one");
   std::vector<std::string> argv_rev(args.rbegin(), args.rend());
   try {
     app.parse(argv_rev);
@@ -328,6 +339,7 @@ int explain(const std::vector<std::string>& args) {
   routing::request_info rq;
   rq.method = method;
   rq.tls = u->tls;
+  rq.http_minor = http_version == "1.0" ? 0 : 1;
   for (const auto& h : header_args) {
     const size_t colon = h.find(':');
     if (colon == std::string::npos || colon == 0) {
@@ -372,7 +384,7 @@ int explain(const std::vector<std::string>& args) {
   const int default_port = u->tls ? 443 : 80;
   const config::listen_setting* fl = first_listen(snap, u->port ? u->port : default_port);
   rq.local_port = static_cast<uint16_t>(u->port ? u->port : (fl ? fl->port : default_port));
-  if (u->absolute && is_ip_literal(u->authority)) {
+  if (u->absolute && is_ip_literal(u->host)) {
     rq.local_addr = u->host;
   } else if (fl && !fl->addr.empty() && fl->addr != "*" && fl->addr != "0.0.0.0" &&
              fl->addr != "::" && fl->port == rq.local_port) {
@@ -381,14 +393,18 @@ int explain(const std::vector<std::string>& args) {
     rq.local_addr = "127.0.0.1";
   }
   rq.target = u->target;
-  if (u->absolute) {
+  if (!target.empty()) {
+    rq.target = target;  // as given; Host only from -H
+  } else if (no_host || rq.http_minor == 0) {
+    // HTTP/1.0 clients may omit Host: only -H gives one.
+  } else if (u->absolute) {
     bool host_given = false;
     std::string given_host;
     for (const auto& [n, v] : rq.headers)
       if (iequals(n, "Host")) host_given = true, given_host = v;
     if (!host_given) {
       rq.headers.insert(rq.headers.begin(), {"Host", u->authority});
-    } else if (!is_ip_literal(u->authority) && !iequals(given_host, u->authority)) {
+    } else if (!is_ip_literal(u->host) && !iequals(given_host, u->authority)) {
       rq.target = url;  // absolute-form: the URL's host selects the server
     }
   } else if (!has("Host")) {

@@ -286,8 +286,7 @@ void lint_variables(const config::snapshot& config, std::vector<warning>& out) {
       if (std::find(seen.begin(), seen.end(), std::make_pair(p.text, where.line)) != seen.end())
         continue;
       seen.emplace_back(p.text, where.line);
-      out.push_back({"unknown-variable",
-                     "unknown \"" + p.text + "\" variable",
+      out.push_back({"unknown-variable", "unknown \"" + p.text + "\" variable",
                      "define it with map or set, or use a built-in such as $http_" + p.text +
                          " for a request header",
                      where});

@@ -26,6 +26,7 @@ struct uri_state {
   bool valid_location = true;      // cleared by "rewrite ... break": the URI part is ignored
   bool internal = false;           // a rewrite changed the URI: it is escaped when sent
   bool quoted_uri = false;         // the request's path held %XX
+  bool plus_in_uri = false;        // ... or '+'
   bool uri_changed = false;
 };
 
@@ -69,7 +70,8 @@ T setting(const std::optional<T>& v, T dflt) {
 void absolutize(decision& d, const request_info& rq, const eval_context& ctx) {
   // ngx_http_header_filter with absolute_redirect and port_in_redirect on (the defaults).
   if (d.location_header.empty() || d.location_header.front() != '/') return;
-  std::string host = ctx.host.empty() ? rq.local_addr : ctx.host;
+  // The request's host, else the local address (not $host's fallback to server_name).
+  std::string host = ctx.request_host.empty() ? rq.local_addr : ctx.request_host;
   const bool default_port = rq.tls ? rq.local_port == 443 : rq.local_port == 80;
   std::string url = std::string(rq.tls ? "https://" : "http://") + host;
   if (!default_port) url += ":" + std::to_string(rq.local_port);
@@ -96,6 +98,65 @@ void do_return(decision& d, const config::return_setting& r, const request_info&
     d.what = action::respond;
     d.body = text;
   }
+}
+
+// ngx_unescape_uri(NGX_UNESCAPE_REDIRECT), which nginx runs over a rewrite's redirect target:
+// %XX of a printable character above '%' is decoded, others kept; a '?' (literal or %3F) ends
+// the work and the rest is kept as is; a '%' followed by a non-hex character is dropped.
+std::string unescape_redirect(std::string_view s) {
+  std::string d;
+  enum { usual, quoted, quoted_second } state = usual;
+  int decoded = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char ch = s[i];
+    switch (state) {
+      case usual:
+        if (ch == '?') {
+          d.append(s.substr(i));
+          return d;
+        }
+        if (ch == '%')
+          state = quoted;
+        else
+          d += ch;
+        break;
+      case quoted: {
+        const char c = static_cast<char>(ch | 0x20);
+        if (ch >= '0' && ch <= '9') {
+          decoded = ch - '0';
+          state = quoted_second;
+        } else if (c >= 'a' && c <= 'f') {
+          decoded = c - 'a' + 10;
+          state = quoted_second;
+        } else {
+          state = usual;
+          d += ch;
+        }
+        break;
+      }
+      case quoted_second: {
+        state = usual;
+        const char c = static_cast<char>(ch | 0x20);
+        const bool digit = ch >= '0' && ch <= '9';
+        if (!digit && !(c >= 'a' && c <= 'f')) break;  // invalid: both dropped
+        const int v = (decoded << 4) + (digit ? ch - '0' : c - 'a' + 10);
+        if (!digit && v == '?') {
+          d += '?';
+          d.append(s.substr(i + 1));
+          return d;
+        }
+        if (v > '%' && v < 0x7f) {
+          d += static_cast<char>(v);
+        } else {
+          d += '%';
+          d += s[i - 1];
+          d += ch;
+        }
+        break;
+      }
+    }
+  }
+  return d;
 }
 
 enum class script_result { next, restart, stop_rewrites, responded };
@@ -125,24 +186,52 @@ script_result run_script(const config::location& level, decision& d, const reque
     if (!re || !re->match(ctx.uri)) continue;
     set_captures(ctx, *re, ctx.uri);
 
-    std::string raw = rw.replacement.raw;
-    std::string result = evaluate(rw.replacement, ctx);
+    const std::string& raw = rw.replacement.raw;
     // A trailing '?' drops the request's arguments.
     const bool add_args = raw.empty() || raw.back() != '?';
-    if (!add_args && !result.empty() && result.back() == '?') result.pop_back();
     const bool absolute =
         raw.starts_with("http://") || raw.starts_with("https://") || raw.starts_with("$scheme");
-    if (absolute || rw.flag == config::rewrite_flag::redirect ||
-        rw.flag == config::rewrite_flag::permanent) {
+    const bool redirect = absolute || rw.flag == config::rewrite_flag::redirect ||
+                          rw.flag == config::rewrite_flag::permanent;
+    // The first literal '?' of the replacement starts the new arguments; a '?' that comes from
+    // a capture or variable is data. Captures copied into arguments (or into a redirect) are
+    // escaped when the request's path was escaped, as ngx_http_script_copy_capture_code.
+    const config::template_string parts =
+        rw.replacement.parts.empty() && !raw.empty() ? detail::make_template(raw) : rw.replacement;
+    std::string result;
+    size_t args_at = std::string::npos;
+    for (const auto& p : parts.parts) {
+      if (!p.is_variable) {
+        std::string text = p.text;
+        if (args_at == std::string::npos) {
+          const size_t q = text.find('?');
+          if (q != std::string::npos) args_at = result.size() + q;
+        }
+        result += text;
+        continue;
+      }
+      std::string v = variable(p.text, ctx).value_or("");
+      const bool capture = !p.text.empty() && std::isdigit(static_cast<unsigned char>(p.text[0]));
+      if (capture && (args_at != std::string::npos || redirect) &&
+          (st.quoted_uri || st.plus_in_uri))
+        v = escape(v, escape_kind::args);
+      result += v;
+    }
+    if (!add_args && !result.empty() && result.back() == '?') {
+      result.pop_back();
+      if (args_at == result.size()) args_at = std::string::npos;
+    }
+    if (redirect) {
       d.what = action::redirect;
       d.status = rw.flag == config::rewrite_flag::permanent ? 301 : 302;
+      result = unescape_redirect(result);
       if (add_args && !ctx.args.empty())
-        result += (result.find('?') != std::string::npos ? "&" : "?") + ctx.args;
+        result += (args_at != std::string::npos ? "&" : "?") + ctx.args;
       d.location_header = result;
       absolutize(d, rq, ctx);
       return script_result::responded;
     }
-    const size_t q = result.find('?');
+    const size_t q = args_at;
     if (q != std::string::npos) {
       std::string new_args = result.substr(q + 1);
       if (add_args && !ctx.args.empty()) new_args += "&" + ctx.args;
@@ -448,6 +537,7 @@ decision route(const config::snapshot& config, const request_info& rq) {
   ctx.server = chosen.server;
   const config::server& srv = *chosen.server;
   // $host is the request's host, or the server's first name when the request has none.
+  ctx.request_host = host;
   ctx.host = host.empty() ? (srv.names.empty() ? "" : srv.names.front().name) : host;
 
   if (const std::string* up = find_header(ctx.headers, "Upgrade")) {
@@ -457,6 +547,7 @@ decision route(const config::snapshot& config, const request_info& rq) {
 
   uri_state st;
   st.quoted_uri = target.quoted_uri;
+  st.plus_in_uri = target.plus_in_uri;
   auto finish = [&](const config::location& loc) {
     const auto& s = loc.settings;
     d.limits = {setting<config::duration>(s.proxy_connect_timeout, seconds(60)),

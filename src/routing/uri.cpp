@@ -155,6 +155,12 @@ parsed_target parse_target(std::string_view target, bool merge_slashes) {
     out.error = "empty request target";
     return out;
   }
+  // nginx 1.21.1+ rejects spaces and control characters in the request line.
+  for (char c : rest)
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) {
+      out.error = "space or control character in the request target";
+      return out;
+    }
   if (rest.front() != '/') {
     // Absolute form: scheme "://" host [":" port] [path]. nginx accepts any scheme letters here.
     size_t i = 0;
@@ -213,6 +219,11 @@ parsed_target parse_target(std::string_view target, bool merge_slashes) {
     out.args = path_part.substr(q + 1, end == std::string::npos ? std::string::npos : end - q - 1);
   }
   auto uri = normalize_path(path_part, merge_slashes, &out.quoted_uri);
+  const std::string_view path_only =
+      std::string_view(path_part).substr(0, path_part.find_first_of("?#"));
+  out.plus_in_uri = path_only.find('+') != std::string_view::npos ||
+                    path_only.find("%2B") != std::string_view::npos ||
+                    path_only.find("%2b") != std::string_view::npos;
   if (!uri) {
     out.error = "invalid URI: bad %XX escape or \"..\" above the root";
     return out;

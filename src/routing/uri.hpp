@@ -17,6 +17,7 @@ struct parsed_target {
   std::string unparsed_uri;  // $request_uri: path and query as received
   std::string host;          // host of an absolute-form target ("" otherwise), as written
   bool quoted_uri = false;   // the path held %XX escapes (nginx's r->quoted_uri)
+  bool plus_in_uri = false;  // the path held '+' (nginx's r->plus_in_uri)
 };
 
 // Parses an origin-form ("/p?q") or absolute-form ("http://h:p/p?q") request-target.
