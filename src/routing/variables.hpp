@@ -19,6 +19,7 @@ struct eval_context {
   const config::server* server = nullptr;
   header_list headers;                // the client's headers nginx keeps (invalid names dropped)
   std::string host;                   // $host
+  std::string request_host;           // the request's own host (target or Host header), "" if none
   std::string uri;                    // $uri (decoded, current)
   std::string args;                   // $args
   std::string request_uri;            // $request_uri (as received)
