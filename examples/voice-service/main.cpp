@@ -261,7 +261,9 @@ awaitable<void> run_websocket(service& svc, beast::tcp_stream stream,
   ws->set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
   ws->set_option(websocket::stream_base::decorator(
       [](websocket::response_type& res) { res.set(http::field::server, "voice-service"); }));
-  ws->read_message_max(svc.max_message);
+  // The limit is enforced below, message by message: Beast's own limit drops the connection right
+  // after its close frame, and a client still sending then sees a reset instead of 1009.
+  ws->read_message_max(0);
   boost::system::error_code ec;
   co_await ws->async_accept(req, asio::redirect_error(use_awaitable, ec));
   if (ec) {
@@ -291,10 +293,21 @@ awaitable<void> run_websocket(service& svc, beast::tcp_stream stream,
     while (!svc.stopping) {
       buffer.clear();
       handle.reading = true;
-      co_await ws->async_read(buffer, asio::redirect_error(use_awaitable, ec));
+      bool too_big = false;
+      do {
+        co_await ws->async_read_some(buffer, 64 * 1024, asio::redirect_error(use_awaitable, ec));
+        too_big = buffer.size() > svc.max_message;
+      } while (!ec && !too_big && !ws->is_message_done());
       handle.reading = false;
       if (ec) {
-        // Closed by the peer, or too big: Beast has already sent the 1009 close.
+        co_return;  // closed by the peer, or the connection dropped
+      }
+      if (too_big) {
+        // async_close reads and discards the rest until the peer's close frame: a clean 1009.
+        const websocket::close_reason reason{
+            websocket::close_code::too_big,
+            "message larger than " + std::to_string(svc.max_message) + " bytes"};
+        co_await ws->async_close(reason, asio::redirect_error(use_awaitable, ec));
         co_return;
       }
       if (ws->got_binary()) {
@@ -317,6 +330,8 @@ awaitable<void> run_websocket(service& svc, beast::tcp_stream stream,
 }
 
 awaitable<void> run_session(service& svc, tcp::socket socket) {
+  boost::system::error_code ignored;
+  socket.set_option(tcp::no_delay(true), ignored);  // events are small and latency matters
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
   boost::system::error_code ec;
