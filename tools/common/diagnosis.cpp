@@ -262,9 +262,17 @@ std::string diagnose_certificate(long verify_result, std::string_view host) {
 std::string diagnose_tls_failure(std::string_view openssl_message) {
   if (contains(openssl_message, "wrong version number") ||
       contains(openssl_message, "packet length too long") ||
-      contains(openssl_message, "record layer failure")) {
-    return "the server does not speak TLS on this port: use ws:// or http://, or check that the "
-           "server's listen directive has `ssl`";
+      contains(openssl_message, "record layer failure") ||
+      contains(openssl_message, "http request")) {
+    return "the server does not speak TLS on this port (it answered in plain text): use ws:// or "
+           "http://, or "
+           "check that the server's listen directive has `ssl`";
+  }
+  if (contains(openssl_message, "stream truncated") ||
+      contains(openssl_message, "unexpected eof")) {
+    return "the server closed the connection during the TLS handshake: it probably does not speak "
+           "TLS on this "
+           "port (use ws:// or http://), or it refused this client's TLS version or SNI name";
   }
   if (contains(openssl_message, "alert")) {
     return "the server refused the TLS handshake (protocol version, cipher or SNI mismatch; check "
