@@ -1,0 +1,173 @@
+// Every lint rule, firing and not firing.
+#include "routing/lint.hpp"
+
+#include <gtest/gtest.h>
+
+#include "helpers.hpp"
+
+namespace wsgate::routing {
+namespace {
+
+using test::has_warning;
+using test::server;
+
+constexpr const char* kMap = "map $http_upgrade $connection_upgrade { default upgrade; '' close; }";
+
+std::vector<warning> lint_of(std::string_view body, std::string_view http_extra = kMap) {
+  auto c = server(body, http_extra);
+  EXPECT_TRUE(c);
+  return c ? lint(*c) : std::vector<warning>{};
+}
+
+const warning* find(const std::vector<warning>& ws, std::string_view id) {
+  for (const auto& w : ws)
+    if (w.id == id) return &w;
+  return nullptr;
+}
+
+TEST(Lint, UpgradeNotForwarded) {
+  auto w = lint_of("location /ws/ { proxy_pass http://b:1; proxy_read_timeout 1h; }");
+  const warning* f = find(w, "ws-upgrade-not-forwarded");
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->where.file, "test.conf");
+  EXPECT_GT(f->where.line, 0);
+  EXPECT_NE(f->fix.find("proxy_set_header Upgrade $http_upgrade;"), std::string::npos);
+  EXPECT_NE(f->fix.find("proxy_http_version 1.1;"), std::string::npos);
+  // Headers forwarded but HTTP/1.0: still a plain GET upstream.
+  EXPECT_TRUE(has_warning(lint_of(R"(location /socket/ {
+      proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $connection_upgrade;
+      proxy_read_timeout 1h; proxy_pass http://b:1; })"),
+                          "ws-upgrade-not-forwarded"));
+  // Everything forwarded: quiet.
+  EXPECT_FALSE(has_warning(lint_of(R"(location /ws/ { proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $connection_upgrade;
+      proxy_read_timeout 1h; proxy_pass http://b:1; })"),
+                           "ws-upgrade-not-forwarded"));
+  // Not a WebSocket location: quiet.
+  EXPECT_FALSE(has_warning(lint_of("location /api/ { proxy_pass http://b:1; }"),
+                           "ws-upgrade-not-forwarded"));
+  // A long read timeout marks a location as WebSocket-bound too.
+  EXPECT_TRUE(
+      has_warning(lint_of("location /live/ { proxy_read_timeout 3600s; proxy_pass http://b:1; }"),
+                  "ws-upgrade-not-forwarded"));
+}
+
+TEST(Lint, ConnectionUpgradeLiteral) {
+  auto w = lint_of(R"(location /ws/ { proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade";
+      proxy_read_timeout 1h; proxy_pass http://b:1; })");
+  const warning* f = find(w, "connection-upgrade-literal");
+  ASSERT_TRUE(f);
+  EXPECT_NE(f->fix.find("map $http_upgrade $connection_upgrade"), std::string::npos);
+  EXPECT_TRUE(has_warning(w, "connection-upgrade-dropped"));
+  EXPECT_TRUE(is_notice(*find(w, "connection-upgrade-dropped")));
+  EXPECT_FALSE(is_notice(*f));
+  auto quiet = lint_of(R"(location /ws/ { proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $connection_upgrade;
+      proxy_read_timeout 1h; proxy_pass http://b:1; })");
+  EXPECT_FALSE(has_warning(quiet, "connection-upgrade-literal"));
+  EXPECT_FALSE(has_warning(quiet, "connection-upgrade-dropped"));
+}
+
+TEST(Lint, ReadTimeoutWhereWebSocketsPass) {
+  constexpr const char* fwd = R"(proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $connection_upgrade;)";
+  auto w = lint_of(std::string("location /ws/ { ") + fwd + " proxy_pass http://b:1; }");
+  const warning* f = find(w, "ws-read-timeout");
+  ASSERT_TRUE(f);
+  EXPECT_NE(f->text.find("60s"), std::string::npos);
+  EXPECT_TRUE(has_warning(lint_of(std::string("location /ws/ { ") + fwd +
+                                  " proxy_read_timeout 30s; proxy_pass http://b:1; }"),
+                          "ws-read-timeout"));
+  EXPECT_FALSE(has_warning(lint_of(std::string("location /ws/ { ") + fwd +
+                                   " proxy_read_timeout 61s; proxy_pass http://b:1; }"),
+                           "ws-read-timeout"));
+  EXPECT_FALSE(
+      has_warning(lint_of("location /api/ { proxy_pass http://b:1; }"), "ws-read-timeout"));
+  // wsgate's websocket_keepalive pings idle tunnels before the timeout: quiet.
+  EXPECT_FALSE(has_warning(lint_of(std::string("location /ws/ { ") + fwd +
+                                   " websocket_keepalive 30s; proxy_pass http://b:1; }"),
+                           "ws-read-timeout"));
+}
+
+TEST(Lint, ProxyPassSlashMismatch) {
+  auto w = lint_of("location /api/ { proxy_pass http://b:1/v1; }");
+  const warning* f = find(w, "proxy-pass-slash-mismatch");
+  ASSERT_TRUE(f);
+  EXPECT_NE(f->text.find("/api/x goes upstream as /v1x"), std::string::npos) << f->text;
+  EXPECT_NE(f->fix.find("/v1/"), std::string::npos) << f->fix;
+  EXPECT_TRUE(has_warning(lint_of("location /api { proxy_pass http://b:1/v1/; }"),
+                          "proxy-pass-slash-mismatch"));
+  EXPECT_FALSE(has_warning(lint_of("location /api/ { proxy_pass http://b:1/v1/; }"),
+                           "proxy-pass-slash-mismatch"));
+  EXPECT_FALSE(has_warning(lint_of("location /api/ { proxy_pass http://b:1; }"),
+                           "proxy-pass-slash-mismatch"));
+  EXPECT_FALSE(has_warning(lint_of("location = /api { proxy_pass http://b:1/v1/; }"),
+                           "proxy-pass-slash-mismatch"));
+}
+
+TEST(Lint, InnerProxySetHeaderDropsOuter) {
+  auto w = lint_of(R"(proxy_set_header X-Real-IP $remote_addr;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      location /a/ { proxy_set_header Host $host; proxy_pass http://b:1; }
+      location /b/ { proxy_pass http://b:1; }
+      location /c/ { proxy_set_header X-Real-IP $remote_addr;
+                     proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+                     proxy_set_header Host $host; proxy_pass http://b:1; })");
+  int count = 0;
+  for (const auto& x : w) {
+    if (x.id != "proxy-set-header-dropped") continue;
+    ++count;
+    EXPECT_NE(x.text.find("location /a/"), std::string::npos) << x.text;
+    EXPECT_NE(x.text.find("X-Real-IP, X-Forwarded-For"), std::string::npos) << x.text;
+  }
+  EXPECT_EQ(count, 1);
+}
+
+TEST(Lint, WebSocketPathOnlyWithTrailingSlash) {
+  constexpr const char* fwd = R"(proxy_http_version 1.1; proxy_read_timeout 1h;
+      proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $connection_upgrade;)";
+  auto w = lint_of(std::string("location /ws/ { ") + fwd + " proxy_pass http://b:1; }");
+  const warning* f = find(w, "ws-trailing-slash-only");
+  ASSERT_TRUE(f);
+  EXPECT_NE(f->fix.find("location = /ws"), std::string::npos);
+  EXPECT_FALSE(has_warning(
+      lint_of(std::string("location /ws/ { ") + fwd +
+              " proxy_pass http://b:1; } location = /ws { " + fwd + " proxy_pass http://b:1; }"),
+      "ws-trailing-slash-only"));
+  EXPECT_FALSE(
+      has_warning(lint_of("location /api/ { proxy_pass http://b:1; }"), "ws-trailing-slash-only"));
+}
+
+TEST(Lint, UnknownVariable) {
+  auto w = lint_of("location / { proxy_set_header X-A $nosuchvar; proxy_pass http://b:1; }");
+  const warning* f = find(w, "unknown-variable");
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->text, "unknown \"nosuchvar\" variable");
+  EXPECT_FALSE(has_warning(
+      lint_of(
+          R"(location / { proxy_set_header X-A "$http_x_a $arg_b $cookie_c $connection_upgrade $1";
+      proxy_pass http://b:1; })"),
+      "unknown-variable"));
+}
+
+TEST(Lint, WsHeuristic) {
+  auto c = server(R"(
+    location /api/v1/ws/ { proxy_pass http://b:1; }
+    location /socket.io/ { proxy_pass http://b:1; }
+    location /chat/ { proxy_set_header Upgrade $http_upgrade; proxy_pass http://b:1; }
+    location /api/ { proxy_pass http://b:1; }
+    location /wsx/ { proxy_pass http://b:1; }
+  )");
+  ASSERT_TRUE(c);
+  const auto& locs = c->http->servers[0]->root_location.children;
+  ASSERT_EQ(locs.size(), 5u);
+  EXPECT_TRUE(ws_location(*locs[0]));
+  EXPECT_TRUE(ws_location(*locs[1]));
+  EXPECT_TRUE(ws_location(*locs[2]));
+  EXPECT_FALSE(ws_location(*locs[3]));
+  EXPECT_FALSE(ws_location(*locs[4]));
+}
+
+}  // namespace
+}  // namespace wsgate::routing
