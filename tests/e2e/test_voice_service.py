@@ -122,6 +122,33 @@ class VoiceServiceTest(unittest.TestCase):
                 self.assertEqual((pong["type"], pong["id"]), ("pong", 42))
         asyncio.run(run())
 
+    def test_synthesis_does_not_block_other_sessions(self):
+        long_text = ("This sentence is long enough to keep the speech synthesiser busy for a while. " * 24)[:1990]
+
+        async def run():
+            order = []
+            async with websockets.connect(self.svc.ws_url()) as speaker, \
+                    websockets.connect(self.svc.ws_url()) as pinger:
+                await speaker.recv()
+                await pinger.recv()
+                await speaker.send(json.dumps({"type": "text", "text": long_text}))
+                self.assertEqual(json.loads(await speaker.recv())["type"], "reply")
+                # The speaker's audio is being synthesised now; the other session must still answer.
+                start = time.monotonic()
+                await pinger.send('{"type":"ping"}')
+                self.assertEqual(json.loads(await pinger.recv())["type"], "pong")
+                order.append(("pong", time.monotonic() - start))
+                while True:
+                    m = await speaker.recv()
+                    if isinstance(m, str):
+                        order.append((json.loads(m)["type"], time.monotonic() - start))
+                        break
+                return order
+        order = asyncio.run(run())
+        print(f"while synthesising: {order}")
+        self.assertEqual([name for name, _ in order], ["pong", "audio_end"])
+        self.assertLess(order[0][1], order[1][1] / 2)
+
     def test_oversize_message_closes_1009(self):
         rc, doc = probe_json(self.svc.ws_url(), "--stdin", stdin="x" * (2 << 20) + "\n")
         self.assertEqual(rc, 6, doc)
