@@ -7,6 +7,8 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <map>
+#include <set>
 #include <thread>
 
 #include "config/parser.hpp"
@@ -213,6 +215,8 @@ void h_events(S& st, const T& s) {
 }
 
 void check_duplicate_locations(S& st, const location& parent);
+void check_upstream_ports(const location& loc, const http_block& http);
+void check_server_names(S& st, const http_block& http);
 
 void h_http(S& st, const T& s) {
   if (st.snap->http) duplicate(st, s);
@@ -232,8 +236,77 @@ void h_http(S& st, const T& s) {
   st.frames.push_back(f);
   st.parse(ctx_http, true);
   st.frames.pop_back();
-  // As nginx, duplicate locations are found once the http block is read.
+  // As nginx, these are found once the http block is read.
+  for (const auto& srv : http.servers) check_upstream_ports(srv->root_location, http);
   for (const auto& srv : http.servers) check_duplicate_locations(st, srv->root_location);
+  for (auto& srv : http.servers) {
+    if (srv->listens.empty()) {  // nginx, run as root, listens on *:80
+      listen_setting l;
+      l.addr = "*";
+      l.port = 80;
+      l.where = srv->where;
+      srv->listens.push_back(l);
+    }
+  }
+  check_server_names(st, http);
+}
+
+// proxy_pass http://NAME:PORT where NAME is an upstream{} block: nginx refuses the port.
+void check_upstream_ports(const location& loc, const http_block& http) {
+  if (loc.proxy_pass && loc.proxy_pass->port_explicit &&
+      http.upstreams.count(loc.proxy_pass->host)) {
+    const auto& p = *loc.proxy_pass;
+    throw load_failure{
+        {p.where, fmt::format("upstream \"{}\" may not have port {}", p.host, p.port),
+         fmt::format("\"{}\" names an upstream block, whose servers carry the ports: write "
+                     "`proxy_pass {}://{}{};`",
+                     p.host, p.scheme, p.host, p.uri.value_or(""))}};
+  }
+  for (const auto& child : loc.children) check_upstream_ports(*child, http);
+}
+
+std::string listen_display(const listen_setting& l) {
+  return l.ipv6 ? fmt::format("[{}]:{}", l.addr, l.port)
+                : fmt::format("{}:{}", l.addr == "*" ? "0.0.0.0" : l.addr, l.port);
+}
+
+// nginx builds the server-name table of an address:port only when several servers share it
+// (or the default one has a regex with captures); only then does it refuse a bad wildcard and
+// warn about a name given twice. Same here, so wsgate accepts exactly what nginx accepts.
+void check_server_names(S& st, const http_block& http) {
+  std::map<std::string, std::vector<const server*>> by_addr;
+  std::vector<std::string> order;
+  for (const auto& srv : http.servers)
+    for (const auto& l : srv->listens) {
+      auto key = listen_display(l);
+      auto& v = by_addr[key];
+      if (v.empty()) order.push_back(key);
+      if (std::find(v.begin(), v.end(), srv.get()) == v.end()) v.push_back(srv.get());
+    }
+  for (const auto& key : order) {
+    const auto& servers = by_addr[key];
+    const server* def = servers.front();
+    for (const server* srv : servers)
+      for (const auto& l : srv->listens)
+        if (l.default_server && listen_display(l) == key) def = srv;
+    bool captures = false;
+    for (const auto& n : def->names)
+      if (n.compiled && n.compiled->capture_count() > 0) captures = true;
+    if (servers.size() < 2 && !captures) continue;
+    std::set<std::string> seen;
+    for (const server* srv : servers)
+      for (const auto& n : srv->names) {
+        if (n.type == server_name_entry::kind::exact && n.name.find('*') != std::string::npos)
+          throw load_failure{
+              {n.where, fmt::format("invalid server name or wildcard \"{}\" on {}", n.name, key),
+               "a wildcard is only \"*.example.com\" or \"www.example.*\"; use a regex "
+               "(~...) for anything else"}};
+        if (n.type == server_name_entry::kind::regex) continue;
+        if (!seen.insert(n.name).second)
+          st.snap->notices.push_back(
+              {n.where, fmt::format("conflicting server name \"{}\" on {}, ignored", n.name, key)});
+      }
+  }
 }
 
 // ---- server ----------------------------------------------------------------------------------
@@ -264,6 +337,8 @@ uint16_t listen_port(S& st, const T& s, std::string_view port) {
             "a port is a number from 1 to 65535");
   return static_cast<uint16_t>(*n);
 }
+
+std::string listen_display(const listen_setting& l);
 
 void h_listen(S& st, const T& s) {
   listen_setting l;
@@ -350,8 +425,7 @@ void h_listen(S& st, const T& s) {
     }
   }
 
-  std::string display = l.ipv6 ? fmt::format("[{}]:{}", l.addr, l.port)
-                               : fmt::format("{}:{}", l.addr == "*" ? "0.0.0.0" : l.addr, l.port);
+  std::string display = listen_display(l);
   server& srv = *st.top().srv;
   for (const auto& other : srv.listens)
     if (other.addr == l.addr && other.port == l.port && other.ipv6 == l.ipv6)
@@ -385,6 +459,9 @@ void h_server_name(S& st, const T& s) {
       continue;
     }
     std::string name = lower(raw);
+    if (name.starts_with("*") && (name.size() < 3 || name[1] != '.'))
+      st.fail(s.line, fmt::format("server name \"{}\" is invalid", raw),
+              "a leading wildcard is written \"*.example.com\"");
     if (name.find('/') != std::string::npos)  // nginx warns only
       st.snap->notices.push_back(
           {st.here(s.line), fmt::format("server name \"{}\" has suspicious symbols", raw)});
@@ -402,13 +479,8 @@ void h_server_name(S& st, const T& s) {
     } else if (name.ends_with(".*") && star == name.size() - 1) {
       e.type = server_name_entry::kind::wildcard_back;
       e.name = name;
-    } else {  // nginx 1.22 accepts "a*b" as a plain name that never matches a real host
+    } else {  // refused or taken literally by check_server_names(), as nginx does
       e.name = name;
-      st.snap->notices.push_back(
-          {st.here(s.line),
-           fmt::format("server name \"{}\" is taken literally: a wildcard is only \"*.x\" or "
-                       "\"x.*\"; use a regex (~...) for anything else",
-                       raw)});
     }
     srv.names.push_back(std::move(e));
   }
@@ -782,17 +854,35 @@ void h_proxy_redirect(S& st, const T& s) {
   auto& ls = settings(st);
   proxy_redirect_setting r;
   r.where = st.here(s.line);
+  // As nginx: nothing may follow "off" at a level, and "off" may not follow anything.
+  using rk = proxy_redirect_setting::kind;
+  bool has_off = ls.proxy_redirect && !ls.proxy_redirect->empty() &&
+                 ls.proxy_redirect->front().type == rk::off;
+  if (has_off || (nargs(s) == 1 && arg(s, 1) == "off" && ls.proxy_redirect))
+    fail_directive(st, s, "is duplicate",
+                   "`proxy_redirect off;` stands alone: remove it or the other proxy_redirect");
   if (nargs(s) == 1) {
-    if (arg(s, 1) == "default")
-      r.type = proxy_redirect_setting::kind::default_;
-    else if (arg(s, 1) == "off")
-      r.type = proxy_redirect_setting::kind::off;
+    if (arg(s, 1) == "default") {
+      // "default" derives from this location's proxy_pass, so nginx wants that first.
+      const location* loc = st.top().ctx == ctx_location ? st.top().loc : nullptr;
+      if (!loc || !loc->proxy_pass)
+        st.fail(s.line,
+                "\"proxy_redirect default\" should be placed after the \"proxy_pass\" directive",
+                "write it after proxy_pass in the same location, or drop it: it is the default");
+      if (loc->proxy_pass->url.has_variables())
+        st.fail(s.line,
+                "\"proxy_redirect default\" cannot be used with \"proxy_pass\" directive with "
+                "variables",
+                "write `proxy_redirect REDIRECT REPLACEMENT;` for the URLs the backend sends");
+      r.type = rk::default_;
+    } else if (arg(s, 1) == "off")
+      r.type = rk::off;
     else
-      st.fail(s.line, "invalid number of arguments in \"proxy_redirect\" directive",
+      st.fail(s.line, fmt::format("invalid parameter \"{}\"", arg(s, 1)),
               "write `proxy_redirect default;`, `proxy_redirect off;` or "
               "`proxy_redirect REDIRECT REPLACEMENT;`");
   } else {
-    r.type = proxy_redirect_setting::kind::replace;
+    r.type = rk::replace;
     r.from = st.tmpl(arg(s, 1), s.line);
     r.to = st.tmpl(arg(s, 2), s.line);
   }
@@ -801,20 +891,19 @@ void h_proxy_redirect(S& st, const T& s) {
 }
 
 void h_proxy_next_upstream(S& st, const T& s) {
-  auto& ls = settings(st);
-  if (ls.proxy_next_upstream) duplicate(st, s);
+  auto& ls = settings(st);  // repeated lines add up, as nginx's bitmask
   static const char* allowed[] = {"error",    "timeout",  "invalid_header", "http_500",
                                   "http_502", "http_503", "http_504",       "http_403",
                                   "http_404", "http_429", "non_idempotent", "off"};
-  std::vector<std::string> v;
+  if (!ls.proxy_next_upstream) ls.proxy_next_upstream.emplace();
+  std::vector<std::string>& v = *ls.proxy_next_upstream;
   for (size_t i = 1; i <= nargs(s); ++i) {
     if (std::find(std::begin(allowed), std::end(allowed), arg(s, i)) == std::end(allowed))
       st.fail(s.line, fmt::format("invalid value \"{}\"", arg(s, i)),
               "use error, timeout, invalid_header, http_500, http_502, http_503, http_504, "
               "http_403, http_404, http_429, non_idempotent or off");
-    v.push_back(arg(s, i));
+    if (std::find(v.begin(), v.end(), arg(s, i)) == v.end()) v.push_back(arg(s, i));
   }
-  ls.proxy_next_upstream = std::move(v);
 }
 
 void h_proxy_buffers(S& st, const T& s) {
@@ -849,16 +938,16 @@ void h_ssl_certificate_key(S& st, const T& s) {
   st.top().srv->ssl.certificate_key = arg(s, 1);
 }
 void h_ssl_ciphers(S& st, const T& s) {
+  if (!st.top().srv->ssl.ciphers.empty()) duplicate(st, s);
   st.top().srv->ssl.ciphers = arg(s, 1);
 }
 void h_ssl_protocols(S& st, const T& s) {
-  auto& v = st.top().srv->ssl.protocols;
-  if (!v.empty()) duplicate(st, s);
+  auto& v = st.top().srv->ssl.protocols;  // repeated lines add up, as nginx's bitmask
   static const char* known[] = {"SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"};
   for (size_t i = 1; i <= nargs(s); ++i) {
     if (std::find(std::begin(known), std::end(known), arg(s, i)) == std::end(known))
       st.fail(s.line, fmt::format("invalid value \"{}\"", arg(s, i)), "use TLSv1.2 and/or TLSv1.3");
-    v.push_back(arg(s, i));
+    if (std::find(v.begin(), v.end(), arg(s, i)) == v.end()) v.push_back(arg(s, i));
   }
 }
 
@@ -940,16 +1029,24 @@ void h_upstream_server(S& st, const T& s) {
   up.servers.push_back(std::move(u));
 }
 
+// keepalive, keepalive_requests, keepalive_timeout: once per upstream block, as nginx.
+void once_in_upstream(S& st, const T& s) {
+  if (!st.main_set.insert(st.top().ups->name + "\n" + dname(s)).second) duplicate(st, s);
+}
+
 void h_upstream_keepalive(S& st, const T& s) {
+  once_in_upstream(st, s);
   auto n = parse_number(arg(s, 1));
   if (!n || *n == 0)
     st.fail(s.line, fmt::format("invalid value \"{}\" in \"keepalive\" directive", arg(s, 1)));
   st.top().ups->keepalive = static_cast<int>(*n);
 }
 void h_upstream_keepalive_requests(S& st, const T& s) {
+  once_in_upstream(st, s);
   st.top().ups->keepalive_requests = number_arg(st, s, 1);
 }
 void h_upstream_keepalive_timeout(S& st, const T& s) {
+  once_in_upstream(st, s);
   st.top().ups->keepalive_timeout = time_arg(st, s, 1);
 }
 void h_balancer(S& st, const T& s) {

@@ -112,13 +112,6 @@ void merge_server(server& srv, const server& http_level) {
   // nginx 1.22 also offers TLSv1 and TLSv1.1 by default; wsgate offers only current versions.
   if (srv.ssl.protocols.empty()) srv.ssl.protocols = {"TLSv1.2", "TLSv1.3"};
   if (srv.ssl.ciphers.empty()) srv.ssl.ciphers = "HIGH:!aNULL:!MD5";
-  if (srv.listens.empty()) {  // nginx, run as root, listens on *:80
-    listen_setting l;
-    l.addr = "*";
-    l.port = 80;
-    l.where = srv.where;
-    srv.listens.push_back(l);
-  }
 }
 
 void resolve_upstream_refs(location& loc, const http_block& http) {

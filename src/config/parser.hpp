@@ -38,7 +38,9 @@ struct parse_state {
   std::vector<frame> frames;
   // http-level values of server-only settings (merge_slashes, ssl_*...), merged into servers.
   server http_server_defaults;
-  std::set<std::string> main_set;  // single-value main/events directives already given
+  // Single-value directives already given where the model has no "unset": main and events
+  // ones by name, upstream ones as "UPSTREAM\nNAME".
+  std::set<std::string> main_set;
   bool events_seen = false;
   // listen address:port -> (a default_server given, socket options given), across servers.
   std::map<std::string, std::pair<bool, bool>> listen_seen;

@@ -221,7 +221,7 @@ TEST(Handlers, ProxyPassForms) {
       "events {} http { upstream backend { server 10.0.0.1:8000; server 10.0.0.2; }\n"
       "server {\n"
       " location /a { proxy_pass http://backend; }\n"
-      " location /b { proxy_pass http://backend:8000/; }\n"
+      " location /b { proxy_pass http://localhost:8000/; }\n"
       " location /c { proxy_pass HTTPS://Example.com/x/; }\n"
       " location /d { proxy_pass http://[::1]:9000; }\n"
       " location /e { proxy_pass http://unix:/run/app.sock:/api/; }\n"
@@ -238,7 +238,9 @@ TEST(Handlers, ProxyPassForms) {
   EXPECT_FALSE(a.uri);
   EXPECT_EQ(a.where.line, 3);
   const auto& b = *loc_at(*c, 1).proxy_pass;
-  EXPECT_EQ(b.port, 8000);  // with a port it is a host name, not the upstream block
+  EXPECT_EQ(b.host, "localhost");
+  EXPECT_EQ(b.port, 8000);
+  EXPECT_TRUE(b.port_explicit);
   EXPECT_EQ(b.uri, "/");
   const auto& cc = *loc_at(*c, 2).proxy_pass;
   EXPECT_EQ(cc.scheme, "https");
@@ -313,13 +315,14 @@ TEST(Handlers, HeadersPagesLogs) {
   auto c = load_ok(
       "events {} http { log_format main '$remote_addr \"$request\"' ' $status';\n"
       " log_format js escape=json '{\"a\":\"$uri\"}';\n"
-      " server { location / {\n"
+      " server { ssl_protocols TLSv1.2; ssl_protocols TLSv1.3 TLSv1.2; location / {\n"
       "  add_header X-A 1; add_header X-B $host always;\n"
       "  error_page 404 /404.html; error_page 500 502 =200 /50x; error_page 403 = @f;\n"
       "  access_log /tmp/a.log main buffer=32k; access_log /tmp/b.log;\n"
       "  proxy_hide_header X-Powered-By; proxy_pass_header Server;\n"
-      "  proxy_redirect off; proxy_redirect http://a/ /;\n"
-      "  proxy_next_upstream error http_502; proxy_buffers 16 8k;\n"
+      "  proxy_pass http://a; proxy_redirect default; proxy_redirect http://a/ /;\n"
+      "  proxy_next_upstream error http_502; proxy_next_upstream timeout error;\n"
+      "  proxy_buffers 16 8k;\n"
       " } } }");
   ASSERT_TRUE(c);
   const auto& s = loc_at(*c, 0).settings;
@@ -340,10 +343,12 @@ TEST(Handlers, HeadersPagesLogs) {
   EXPECT_EQ(*s.proxy_hide_header, std::vector<std::string>{"x-powered-by"});
   EXPECT_EQ(*s.proxy_pass_header, std::vector<std::string>{"server"});
   ASSERT_EQ(s.proxy_redirect->size(), 2u);
-  EXPECT_EQ((*s.proxy_redirect)[0].type, proxy_redirect_setting::kind::off);
+  EXPECT_EQ((*s.proxy_redirect)[0].type, proxy_redirect_setting::kind::default_);
   EXPECT_EQ((*s.proxy_redirect)[1].type, proxy_redirect_setting::kind::replace);
   EXPECT_EQ((*s.proxy_redirect)[1].from.raw, "http://a/");
-  EXPECT_EQ(*s.proxy_next_upstream, (std::vector<std::string>{"error", "http_502"}));
+  // Repeated lines add up, as nginx's bitmask settings do.
+  EXPECT_EQ(*s.proxy_next_upstream, (std::vector<std::string>{"error", "http_502", "timeout"}));
+  EXPECT_EQ(first_server(*c).ssl.protocols, (std::vector<std::string>{"TLSv1.2", "TLSv1.3"}));
   EXPECT_EQ(*s.proxy_buffers_size, 16u * 8192u);
   const auto& formats = c->http->log_formats;
   ASSERT_EQ(formats.size(), 3u);  // combined is predefined
