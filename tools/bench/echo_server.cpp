@@ -116,7 +116,12 @@ class loop {
       const int fd = accept4(l, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
         if (errno == EMFILE || errno == ENFILE) {
-          std::fprintf(stderr, "wsgate-echo: out of file descriptors (%s)\n", std::strerror(errno));
+          // Say it once; new connections wait in the backlog until one closes.
+          if (!warned_fds_) {
+            std::fprintf(stderr, "wsgate-echo: out of file descriptors (%s): raise ulimit -n\n",
+                         std::strerror(errno));
+            warned_fds_ = true;
+          }
           std::this_thread::sleep_for(std::chrono::milliseconds(10));
         }
         return;
@@ -348,6 +353,7 @@ class loop {
   std::unique_ptr<char[]> buf_;
   std::string httpout_;
   int ep_ = -1;
+  bool warned_fds_ = false;
 };
 
 int make_listener(const sockaddr_storage& addr, socklen_t len, std::string& err) {

@@ -128,10 +128,12 @@ class worker {
     heap_.reserve(nconns);
     scratch_ = std::make_unique<char[]>(kScratch);
     build_patterns();
-    // Beyond one ephemeral port range per source address, spread over 127.0.0.2, .3, ...
-    const bool spread = cfg.dest.loopback() && cfg.conns > 20000;
+    // One source address has one ephemeral port range (~28k) and the kernel's port search slows
+    // down as the range fills (TIME_WAIT left by earlier runs included): on loopback, idle mode and
+    // large runs spread over 127.0.0.2, .3, ... with 10,000 connections each.
+    const bool spread = cfg.dest.loopback() && (cfg.mode == load_mode::idle || cfg.conns > 20000);
     for (unsigned i = 0; i < nconns; ++i) {
-      if (spread) conns_[i].source = (127U << 24) | (2U + (first_conn + i) / 20000U);
+      if (spread) conns_[i].source = (127U << 24) | (2U + (first_conn + i) / 10000U);
     }
   }
 
@@ -146,7 +148,14 @@ class worker {
     }
     loop();
     for (auto& c : conns_) {
-      if (c.fd >= 0) close(c.fd);
+      if (c.fd < 0) continue;
+      if (cfg_.mode == load_mode::idle) {
+        // Reset rather than close: tens of thousands of TIME_WAIT sockets would slow down the
+        // port search of the next run.
+        linger lg{1, 0};
+        setsockopt(c.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+      }
+      close(c.fd);
     }
     close(ep_);
     live_.finished.store(true, std::memory_order_relaxed);
@@ -229,6 +238,7 @@ class worker {
             result.established = established_now();
             hold_until_ = now + static_cast<uint64_t>(cfg_.hold_s * 1e9);
             phase_ = phase::holding;
+            sh_.ready.fetch_add(1);  // tells run_load this worker is holding
           }
         } else if (ready_ + failed_setup_ >= conns_.size()) {
           phase_ = phase::waiting;
@@ -330,6 +340,7 @@ class worker {
       note_error(error_kind::connect, std::string("connect: ") + std::strerror(-fd));
       c.st = cstate::down;
       c.fd = -1;
+      if (cfg_.mode == load_mode::idle) return;  // idle counts each connection's failure once
       retry_.push_back({now + kRetryDelay, i});
       if (phase_ == phase::setup) ++failed_setup_;
       return;
@@ -933,10 +944,12 @@ class worker {
 
 }  // namespace
 
+uint64_t fds_needed(const load_config& cfg) {
+  return static_cast<uint64_t>(cfg.conns) + 64;
+}
+
 void run_load(const load_config& cfg, load_result& out) {
   const unsigned threads = std::max(1U, std::min(cfg.threads, cfg.conns));
-  // Every connection is an fd; leave room for the rest of the process.
-  raise_nofile(static_cast<uint64_t>(cfg.conns) + 1024);
 
   shared_state sh;
   std::vector<live_counters> live(threads);
@@ -978,10 +991,22 @@ void run_load(const load_config& cfg, load_result& out) {
 
   const uint64_t t0 = now_ns();
   uint64_t last_print = t0, last_count = 0;
-  const bool long_run = cfg.duration_s > 2 || cfg.mode == load_mode::idle || cfg.duration_s == 0;
+  bool ready_written = false;
   while (!all_finished()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     const uint64_t now = now_ns();
+    if (cfg.mode == load_mode::idle && !ready_written && !cfg.ready_file.empty() &&
+        sh.ready.load() == threads) {
+      // Every connection that will open is open: a script can measure the peer now.
+      if (FILE* f = std::fopen(cfg.ready_file.c_str(), "w")) {
+        std::fprintf(f, "%llu\n",
+                     static_cast<unsigned long long>(sum(&live_counters::established)));
+        std::fclose(f);
+      }
+      ready_written = true;
+    }
+    // Progress only for runs longer than 2 s (known from -d, or seen so far).
+    const bool long_run = cfg.duration_s > 2 || (cfg.duration_s == 0 && now - t0 > 2 * kSecond);
     if (cfg.progress && long_run && now - last_print >= kSecond) {
       const uint64_t done = sum(&live_counters::completed);
       const double secs = static_cast<double>(now - last_print) / 1e9;

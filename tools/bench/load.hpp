@@ -43,6 +43,7 @@ struct load_config {
   double hold_s = 0;          // idle: hold the connections this long once all are open
   double ramp = 0;            // idle: new connections per second (0: as fast as accepted)
   bool ping = true;           // idle: ping every connection once at the end
+  std::string ready_file;     // idle: written (with the count) once all connections are open
   bool progress = false;      // print a progress line to stderr every second
 };
 
@@ -60,7 +61,11 @@ struct load_result {
   uint64_t error_total() const;
 };
 
-// Runs the load described by `cfg`; returns the merged result of every thread.
+// File descriptors a run needs (one per connection, plus a margin for the process itself).
+uint64_t fds_needed(const load_config& cfg);
+
+// Runs the load described by `cfg`; returns the merged result of every thread. The caller raises
+// RLIMIT_NOFILE to fds_needed() first.
 void run_load(const load_config& cfg, load_result& out);
 
 }  // namespace wsgate::bench

@@ -96,6 +96,8 @@ int main(int argc, char** argv) {
   idle->add_option("--ramp", idle_st.cfg.ramp,
                    "new connections per second (default: as fast as accepted)")
       ->check(CLI::PositiveNumber);
+  idle->add_option("--ready-file", idle_st.cfg.ready_file,
+                   "write the established count to this file once all are open (for scripts)");
   bool no_ping = false;
   idle->add_flag("--no-ping", no_ping, "do not ping each connection at the end");
 
@@ -136,6 +138,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   cfg.progress = true;
+  if (const uint64_t need = wsgate::bench::fds_needed(cfg),
+      have = wsgate::bench::raise_nofile(need);
+      have < need) {
+    std::cerr << "wsgate-bench: " << cfg.conns << " connections need " << need
+              << " file descriptors but RLIMIT_NOFILE stops at " << have
+              << "; raise the hard limit (ulimit -Hn, needs CAP_SYS_RESOURCE) or use fewer\n";
+    return 2;
+  }
 
   wsgate::bench::load_result result;
   wsgate::bench::run_load(cfg, result);
