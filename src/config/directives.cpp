@@ -419,6 +419,9 @@ void h_listen(S& st, const T& s) {
       socket_options = true;
       st.snap->notices.push_back(
           {st.here(s.line), fmt::format("\"{}\" in \"listen\": wsgate ignores it", p)});
+    } else if (p == "proxy_protocol") {
+      st.fail(s.line, "wsgate does not support the PROXY protocol on \"listen\"",
+              "remove proxy_protocol; $remote_addr is then the load balancer's address");
     } else {
       st.fail(s.line, fmt::format("invalid parameter \"{}\"", p),
               "listen takes ADDRESS:PORT then default_server, ssl, reuseport, backlog=N");
@@ -1325,6 +1328,26 @@ std::vector<directive_spec> make_table() {
 const std::vector<directive_spec>& directive_table() {
   static const std::vector<directive_spec> table = make_table();
   return table;
+}
+
+std::string directive_reference_markdown() {
+  std::string out;
+  auto table = [&](support kind) {
+    out += "| Directive | Contexts | What it does |\n|---|---|---|\n";
+    for (const auto& d : directive_table())
+      if (d.kind == kind)
+        out += fmt::format("| `{}` | {} | {} |\n", d.syntax, describe_contexts(d.contexts), d.doc);
+  };
+  out += "### nginx directives wsgate applies\n\n";
+  table(support::full);
+  out += "\n### wsgate's own directives (nginx does not know them)\n\n";
+  table(support::wsgate_only);
+  out += "\n### nginx tuning directives accepted and ignored (`wsgate -t` prints a notice)\n\n";
+  std::vector<std::string> names;
+  for (const auto& d : directive_table())
+    if (d.kind == support::ignored) names.push_back(fmt::format("`{}`", d.name));
+  out += fmt::format("{}\n", fmt::join(names, ", "));
+  return out;
 }
 
 std::string describe_contexts(unsigned c) {

@@ -66,6 +66,10 @@ struct directive_spec {
 // (e.g. `server` in http and in upstream), as in nginx.
 const std::vector<directive_spec>& directive_table();
 
+// README's directive reference, as Markdown: a table of the directives wsgate applies, one of
+// wsgate's own, and the list of nginx tuning directives it accepts and ignores.
+std::string directive_reference_markdown();
+
 // "http, server, location" and "1 or 2 arguments": for README and messages.
 std::string describe_contexts(unsigned contexts);
 std::string describe_arity(unsigned arity);
