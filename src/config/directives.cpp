@@ -37,6 +37,16 @@ std::string lower(std::string v) {
   return v;
 }
 
+// nginx's ngx_conf_full_name: a relative path is taken from a prefix. Logs and the pid file use
+// the prefix (-p), certificates the main file's directory; "stderr", "syslog:..." and paths
+// with variables stay as written.
+std::string full_name(const std::string& prefix, const std::string& path) {
+  if (path.empty() || path[0] == '/' || path == "stderr" || path.starts_with("syslog:") ||
+      path.find('$') != std::string::npos || prefix.empty())
+    return path;
+  return prefix + (prefix.ends_with("/") ? "" : "/") + path;
+}
+
 [[noreturn]] void fail_directive(const S& st, const T& s, std::string_view what,
                                  std::string hint = {}) {
   st.fail(s.line, fmt::format("\"{}\" directive {}", dname(s), what), std::move(hint));
@@ -162,7 +172,7 @@ void h_worker_processes(S& st, const T& s) {
 }
 void h_pid(S& st, const T& s) {
   if (!once_in_main(st, s)) duplicate(st, s);
-  st.snap->main.pid_path = arg(s, 1);
+  st.snap->main.pid_path = full_name(st.snap->prefix, arg(s, 1));
 }
 void h_user(S& st, const T& s) {
   if (!once_in_main(st, s)) duplicate(st, s);
@@ -179,7 +189,7 @@ void h_worker_connections(S& st, const T& s) {
 
 log_setting parse_error_log(S& st, const T& s) {
   log_setting l;
-  l.path = arg(s, 1);
+  l.path = full_name(st.snap->prefix, arg(s, 1));
   l.level = "error";
   l.where = st.here(s.line);
   static const char* levels[] = {"debug", "info", "notice", "warn",
@@ -802,7 +812,7 @@ void h_access_log(S& st, const T& s) {
   if (arg(s, 1) == "off") {
     l.off = true;
   } else {
-    l.path = arg(s, 1);
+    l.path = full_name(st.snap->prefix, arg(s, 1));
     l.format = nargs(s) >= 2 ? arg(s, 2) : "combined";
     const auto& formats = st.snap->http->log_formats;
     bool known = std::any_of(formats.begin(), formats.end(),
@@ -935,10 +945,10 @@ void h_large_client_header_buffers(S& st, const T& s) {
 // ---- ssl -------------------------------------------------------------------------------------
 
 void h_ssl_certificate(S& st, const T& s) {
-  st.top().srv->ssl.certificate = arg(s, 1);
+  st.top().srv->ssl.certificate = full_name(st.conf_prefix, arg(s, 1));
 }
 void h_ssl_certificate_key(S& st, const T& s) {
-  st.top().srv->ssl.certificate_key = arg(s, 1);
+  st.top().srv->ssl.certificate_key = full_name(st.conf_prefix, arg(s, 1));
 }
 void h_ssl_ciphers(S& st, const T& s) {
   if (!st.top().srv->ssl.ciphers.empty()) duplicate(st, s);

@@ -666,6 +666,32 @@ TEST(Include, RelativeMainFileUsesPrefix) {
   EXPECT_EQ(r.config->prefix, dir.path().string());
 }
 
+TEST(Paths, RelativePathsFollowNginxPrefixes) {
+  test::temp_dir dir;
+  dir.write("conf/nginx.conf",
+            "pid run/w.pid; error_log logs/error.log; events {}\n"
+            "http { access_log logs/access.log; error_log stderr;\n"
+            " server { listen 8443 ssl; ssl_certificate certs/c.pem; ssl_certificate_key "
+            "/abs/k.pem;\n"
+            "  access_log syslog:server=127.0.0.1; access_log /var/log/$host.log; } }\n");
+  load_options o;
+  o.prefix = (dir.path() / "prefix").string();
+  o.conf_file = (dir.path() / "conf/nginx.conf").string();
+  auto r = load_file(o);
+  ASSERT_FALSE(r.error) << r.error->format();
+  const snapshot& c = *r.config;
+  EXPECT_EQ(c.main.pid_path, o.prefix + "/run/w.pid");  // -p
+  EXPECT_EQ(c.main.error_log->path, o.prefix + "/logs/error.log");
+  EXPECT_EQ((*c.http->settings.access_log)[0].path, o.prefix + "/logs/access.log");
+  EXPECT_EQ(c.http->settings.error_log->path, "stderr");
+  const server& s = *c.http->servers[0];
+  EXPECT_EQ(s.ssl.certificate, (dir.path() / "conf/certs/c.pem").string());  // conf dir
+  EXPECT_EQ(s.ssl.certificate_key, "/abs/k.pem");
+  const auto& logs = *s.root_location.settings.access_log;
+  EXPECT_EQ(logs[0].path, "syslog:server=127.0.0.1");
+  EXPECT_EQ(logs[1].path, "/var/log/$host.log");
+}
+
 TEST(LoadText, IncludesResolveAgainstBaseDir) {
   test::temp_dir dir;
   dir.write("x.conf", "worker_processes 2;\n");
