@@ -1,0 +1,31 @@
+// The error log and access logs: process-wide sinks written with one write(2) per line (atomic
+// with O_APPEND, so worker threads need no lock), reopened on USR1.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace wsgate::proxy {
+
+enum class log_level { debug, info, notice, warn, error, crit, alert, emerg };
+
+std::optional<log_level> parse_log_level(std::string_view name);
+std::string_view log_level_name(log_level level);
+
+// Opens the error log ("stderr" or a path). Returns an error message on failure.
+std::string open_error_log(const std::string& path, log_level level);
+bool error_log_enabled(log_level level);
+// Writes "YYYY/MM/DD HH:MM:SS [level] PID#TID: message".
+void log_error(log_level level, std::string_view message);
+
+// An access log file, shared by every location naming the same path.
+int access_log_fd(const std::string& path);  // opened on first use; -1 on failure
+void write_access_log(int fd, std::string_view line);
+
+// USR1: reopen every log file (after logrotate moved them).
+void reopen_logs();
+// Closes the log files (at exit).
+void close_logs();
+
+}  // namespace wsgate::proxy

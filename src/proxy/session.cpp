@@ -1,0 +1,1304 @@
+// The client connection, as coroutines named by phase: run_session reads requests and answers
+// or proxies them (proxy_request); a confirmed upgrade hands both sockets to the tunnel.
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <cstring>
+#include <ctime>
+#include <span>
+
+#include "http/chunked.hpp"
+#include "http/request_parser.hpp"
+#include "http/response_parser.hpp"
+#include "http/status.hpp"
+#include "http/text.hpp"
+#include "proxy/logs.hpp"
+#include "proxy/response_rules.hpp"
+#include "proxy/tunnel.hpp"
+#include "proxy/worker.hpp"
+#include "routing/match.hpp"
+#include "routing/route.hpp"
+#include "routing/variables.hpp"
+
+namespace wsgate::proxy {
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+using config::duration;
+using http::iequals;
+using error_code = boost::system::error_code;
+constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
+template <class T = void>
+using awaitable = asio::awaitable<T>;
+
+constexpr size_t kBodyRead = 16 * 1024;
+constexpr size_t kBodyLimit = 64 * 1024;
+constexpr std::string_view kCrlf = "\r\n";
+
+// The Date header, formatted once a second per thread.
+std::string_view http_date() {
+  thread_local std::time_t last = 0;
+  thread_local char text[40];
+  const std::time_t now = std::time(nullptr);
+  if (now != last) {
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    std::strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    last = now;
+  }
+  return text;
+}
+
+std::string local_time() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&now, &tm);
+  char text[40];
+  std::strftime(text, sizeof text, "%d/%b/%Y:%H:%M:%S %z", &tm);
+  return text;
+}
+
+std::string endpoint_addr(const tcp::endpoint& ep) {
+  auto a = ep.address();
+  if (a.is_v6() && a.to_v6().is_v4_mapped())
+    return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).to_string();
+  return a.to_string();
+}
+
+// Statuses after which nginx closes the connection (ngx_http_special_response_handler).
+bool closes_connection(int status) {
+  return status == 400 || status == 408 || status == 413 || status == 414 || status == 500 ||
+         status == 501 || status == 505;
+}
+
+// add_header applies to these unless `always`.
+bool add_header_status(int status) {
+  switch (status) {
+    case 200:
+    case 201:
+    case 204:
+    case 206:
+    case 301:
+    case 302:
+    case 303:
+    case 304:
+    case 307:
+    case 308:
+      return true;
+    default:
+      return false;
+  }
+}
+
+const std::string* find_header(const routing::header_list& h, std::string_view name) {
+  for (const auto& [n, v] : h)
+    if (iequals(n, name)) return &v;
+  return nullptr;
+}
+
+// The first token of an Upgrade value ("websocket", "h2c", "foo/2") lower-cased, no version.
+std::string upgrade_token(std::string_view v) {
+  std::string t;
+  for (char c : v) {
+    if (c == ',' || c == '/' || c == ' ' || c == '\t') {
+      if (!t.empty()) break;
+      continue;
+    }
+    t.push_back(http::lower(c));
+  }
+  return t;
+}
+
+bool upgrade_allowed(std::string_view value, const config::location_settings& s) {
+  const std::string t = upgrade_token(value);
+  if (t.empty() || t == "h2c") return false;
+  static const std::vector<std::string> dflt{"websocket"};
+  const auto& allowed = s.upgrade_allow ? *s.upgrade_allow : dflt;
+  return std::any_of(allowed.begin(), allowed.end(),
+                     [&](const std::string& a) { return iequals(a, t); });
+}
+
+enum class upstream_failure { none, error, timeout, invalid, too_big, premature };
+
+// The connection's state shared with its watchdog.
+struct connection_state {
+  connection_state(worker_context& wc, tcp::socket sock)
+      : w(wc), client(std::move(sock)), timer(wc.io) {}
+  worker_context& w;
+  tcp::socket client;
+  std::unique_ptr<upstream_conn> upstream;
+  asio::steady_timer timer;
+  clock::time_point deadline = clock::time_point::max();
+  bool timed_out = false;
+  bool finished = false;
+
+  void arm(duration d) {
+    const auto next = clock::now() + d;
+    const bool earlier = next < timer.expiry();
+    deadline = next;
+    timed_out = false;
+    if (earlier) timer.cancel();
+  }
+  void disarm() { deadline = clock::time_point::max(); }
+};
+
+// Cancels the connection's socket operations when the current step's deadline passes; the
+// step then completes with operation_aborted and timed_out set.
+awaitable<void> watchdog(std::shared_ptr<connection_state> s) {
+  while (!s->finished) {
+    s->timer.expires_at(s->deadline);
+    co_await s->timer.async_wait(use_nothrow);
+    if (s->finished) break;
+    if (clock::now() >= s->deadline) {
+      s->timed_out = true;
+      s->deadline = clock::time_point::max();
+      error_code ignored;
+      s->client.cancel(ignored);
+      if (s->upstream) s->upstream->socket.cancel(ignored);
+    }
+  }
+}
+
+class session {
+ public:
+  explicit session(std::shared_ptr<connection_state> st);
+  awaitable<void> run_session();
+
+ private:
+  enum class body_result { data, end, bad, timeout, closed, too_large };
+
+  awaitable<bool> read_head();
+  awaitable<bool> handle(routing::decision& d, int override_status, bool in_error_page);
+  awaitable<bool> proxy_request(routing::decision& d, int override_status);
+  awaitable<bool> respond(int status, std::string_view body, std::string_view content_type,
+                          std::string_view location, bool too_large = false);
+  awaitable<bool> respond_error(int status, bool too_large = false, bool in_error_page = false);
+  awaitable<bool> discard_body();
+  awaitable<void> linger();
+
+  void start_body(const http::request_head& h);
+  awaitable<body_result> next_body_piece(std::string_view& piece);
+  int body_failure_status(body_result r);
+
+  awaitable<upstream_failure> connect_upstream(const routing::decision& d, bool& reused);
+  awaitable<upstream_failure> read_response_head(const routing::decision& d,
+                                                 http::response_head& head);
+  void release_upstream(bool reusable);
+
+  awaitable<error_code> write_client(std::span<const asio::const_buffer> bufs);
+  awaitable<error_code> write_client(std::string_view s) {
+    const asio::const_buffer b(s.data(), s.size());
+    co_return co_await write_client(std::span<const asio::const_buffer>(&b, 1));
+  }
+  awaitable<error_code> write_upstream(std::span<const asio::const_buffer> bufs, duration timeout);
+
+  void append_add_headers(std::string& out, int status);
+  void log_access();
+  std::string error_context() const;
+  std::string request_host() const;
+  const config::location_settings& settings() const { return loc_->settings; }
+
+  std::shared_ptr<connection_state> s_;
+  worker_context& w_;
+  std::shared_ptr<const runtime> rt_;
+  const config::server* default_server_ = nullptr;
+  const config::location* loc_ =
+      nullptr;  // answers the current request (default server's root before routing)
+  http::header_limits limits_;
+  duration header_timeout_ = std::chrono::seconds(60);
+
+  http::flat_buffer in_;
+  http::request_parser parser_;
+  routing::request_info info_;
+  std::string request_line_;  // $request
+  std::string out_;           // a head being written
+  int requests_ = 0;
+  bool head_request_ = false;
+  bool keep_alive_ = true;
+  bool http09_ = false;
+  bool expect_continue_ = false;
+
+  bool body_chunked_ = false;
+  uint64_t body_remaining_ = 0;
+  uint64_t body_total_ = 0;
+  uint64_t body_max_ = 0;
+  bool body_done_ = true;
+  size_t body_pending_consume_ = 0;
+  http::chunked_decoder body_decoder_;
+
+  int status_ = 0;
+  uint64_t body_bytes_sent_ = 0;
+  std::string upstream_addr_;
+};
+
+session::session(std::shared_ptr<connection_state> st) : s_(std::move(st)), w_(s_->w) {
+  rt_ = w_.rt;
+  error_code ec;
+  const auto remote = s_->client.remote_endpoint(ec);
+  const auto local = s_->client.local_endpoint(ec);
+  info_.remote_addr = endpoint_addr(remote);
+  info_.remote_port = remote.port();
+  info_.local_addr = endpoint_addr(local);
+  info_.local_port = local.port();
+  if (rt_->config->http) {
+    const auto group = routing::find_listen_group(*rt_->config, info_.local_addr, info_.local_port);
+    default_server_ = group.default_server;
+  }
+  if (default_server_) {
+    loc_ = &default_server_->root_location;
+    limits_.first_buffer = default_server_->client_header_buffer_size.value_or(1024);
+    const auto large =
+        default_server_->large_client_header_buffers.value_or(std::make_pair(4, size_t{8192}));
+    limits_.large_count = large.first;
+    limits_.large_size = large.second;
+    header_timeout_ = default_server_->client_header_timeout.value_or(std::chrono::seconds(60));
+  }
+}
+
+std::string session::request_host() const {
+  std::string_view target = info_.target;
+  if (!target.empty() && target.front() != '/') {  // absolute-form: scheme://host[:port]/...
+    const size_t s = target.find("://");
+    if (s != std::string_view::npos) {
+      std::string_view rest = target.substr(s + 3);
+      rest = rest.substr(0, rest.find_first_of("/?"));
+      std::string h(rest.substr(
+          0, rest.rfind(':') == std::string_view::npos ? rest.size() : rest.rfind(':')));
+      for (auto& c : h) c = http::lower(c);
+      if (!h.empty()) return h;
+    }
+  }
+  if (const std::string* v = find_header(info_.headers, "host")) {
+    std::string h = *v;
+    if (!h.empty() && h.front() == '[') {
+      const size_t close = h.find(']');
+      if (close != std::string::npos) h.resize(close + 1);
+    } else if (const size_t colon = h.find(':'); colon != std::string::npos) {
+      h.resize(colon);
+    }
+    for (auto& c : h) c = http::lower(c);
+    if (!h.empty() && h.back() == '.') h.pop_back();
+    if (!h.empty()) return h;
+  }
+  if (default_server_ && !default_server_->names.empty() &&
+      default_server_->names.front().type == config::server_name_entry::kind::exact &&
+      !default_server_->names.front().name.empty())
+    return default_server_->names.front().name;
+  return info_.local_addr;
+}
+
+std::string session::error_context() const {
+  std::string out = ", client: " + info_.remote_addr + ", server: ";
+  if (default_server_ && !default_server_->names.empty())
+    out += default_server_->names.front().name;
+  if (!request_line_.empty()) out += ", request: \"" + request_line_ + "\"";
+  if (!upstream_addr_.empty()) out += ", upstream: \"http://" + upstream_addr_ + "\"";
+  if (const std::string* h = find_header(info_.headers, "host")) out += ", host: \"" + *h + "\"";
+  return out;
+}
+
+awaitable<error_code> session::write_client(std::span<const asio::const_buffer> bufs) {
+  s_->arm(loc_ ? settings().send_timeout.value_or(std::chrono::seconds(60))
+               : std::chrono::seconds(60));
+  auto [ec, n] = co_await asio::async_write(s_->client, bufs, use_nothrow);
+  (void)n;
+  if (ec && s_->timed_out)
+    log_error(log_level::info,
+              "client timed out (110: Connection timed out) while sending response to client" +
+                  error_context());
+  s_->disarm();
+  co_return ec;
+}
+
+awaitable<error_code> session::write_upstream(std::span<const asio::const_buffer> bufs,
+                                              duration timeout) {
+  s_->arm(timeout);
+  auto [ec, n] = co_await asio::async_write(s_->upstream->socket, bufs, use_nothrow);
+  (void)n;
+  if (ec && s_->timed_out) ec = asio::error::timed_out;
+  s_->disarm();
+  co_return ec;
+}
+
+void session::append_add_headers(std::string& out, int status) {
+  if (!loc_ || !settings().add_header || settings().add_header->empty()) return;
+  const bool ok_status = add_header_status(status);
+  routing::eval_context ctx;
+  bool ctx_ready = false;
+  for (const auto& h : *settings().add_header) {
+    if (!h.always && !ok_status) continue;
+    std::string value;
+    if (h.value.has_variables()) {
+      if (!ctx_ready) {
+        ctx.config = rt_->config.get();
+        ctx.request = &info_;
+        ctx.server = default_server_;
+        ctx.headers = info_.headers;
+        ctx.host = request_host();
+        ctx_ready = true;
+      }
+      value = routing::evaluate(h.value, ctx);
+    } else {
+      value = h.value.raw;
+    }
+    if (value.empty()) continue;
+    out += h.name;
+    out += ": ";
+    out += value;
+    out += kCrlf;
+  }
+}
+
+void session::log_access() {
+  if (!loc_ || !settings().access_log) return;
+  std::string line;
+  for (const auto& l : *settings().access_log) {
+    if (l.off) continue;
+    if (line.empty()) {
+      auto header = [&](std::string_view n) -> std::string {
+        const std::string* v = find_header(info_.headers, n);
+        return v ? *v : "-";
+      };
+      line = info_.remote_addr + " - - [" + local_time() + "] \"" + request_line_ + "\" " +
+             std::to_string(status_) + " " + std::to_string(body_bytes_sent_) + " \"" +
+             header("referer") + "\" \"" + header("user-agent") + "\"\n";
+    }
+    std::string path = l.path;
+    if (!path.empty() && path.front() != '/') path = rt_->config->prefix + "/" + path;
+    write_access_log(access_log_fd(path), line);
+  }
+}
+
+// ---- phase 1: the request head -------------------------------------------------------------
+
+awaitable<bool> session::read_head() {
+  parser_.reset(limits_);
+  s_->arm(header_timeout_);
+  for (;;) {
+    const auto r = parser_.parse(in_.data());
+    if (r == http::parse_result::done) break;
+    if (r == http::parse_result::error) {
+      s_->disarm();
+      request_line_.clear();
+      log_error(log_level::info, std::string(parser_.error_text()) +
+                                     " while reading client request line" + error_context());
+      co_await respond_error(parser_.error_status(), parser_.header_too_large());
+      co_return false;
+    }
+    const size_t want = std::max(limits_.first_buffer, in_.size());
+    auto [p, n] = in_.prepare(want, limits_.max_bytes());
+    if (n == 0) {
+      co_await respond_error(400, true);
+      co_return false;
+    }
+    auto [ec, got] = co_await s_->client.async_read_some(asio::buffer(p, n), use_nothrow);
+    if (ec) {
+      if (s_->timed_out)  // nginx closes without a response when the head does not arrive
+        log_error(
+            log_level::info,
+            "client timed out (110: Connection timed out) while reading client request headers" +
+                error_context());
+      s_->disarm();
+      co_return false;
+    }
+    in_.commit(got);
+  }
+  s_->disarm();
+  const auto& h = parser_.head();
+  info_.method.assign(h.method);
+  info_.target.assign(h.target);
+  info_.http_minor = h.http09 ? 0 : h.minor;
+  info_.headers.resize(h.headers.size());
+  for (size_t i = 0; i < h.headers.size(); ++i) {
+    info_.headers[i].first.assign(h.headers[i].name);
+    info_.headers[i].second.assign(h.headers[i].value);
+  }
+  const std::string_view data = in_.data();
+  size_t line_start = 0;
+  while (line_start < data.size() && (data[line_start] == '\r' || data[line_start] == '\n'))
+    ++line_start;
+  const size_t line_end = data.find('\n', line_start);
+  request_line_.assign(data.substr(line_start, line_end - line_start));
+  if (!request_line_.empty() && request_line_.back() == '\r') request_line_.pop_back();
+  head_request_ = h.method == "HEAD";
+  keep_alive_ = h.keep_alive;
+  http09_ = h.http09;
+  expect_continue_ = h.expect_continue && h.minor >= 1;
+  start_body(h);
+  in_.consume(h.size);
+  co_return true;
+}
+
+void session::start_body(const http::request_head& h) {
+  body_chunked_ = h.chunked;
+  body_remaining_ = h.content_length.value_or(0);
+  body_total_ = 0;
+  body_done_ = !h.chunked && body_remaining_ == 0;
+  body_pending_consume_ = 0;
+  body_decoder_.reset();
+}
+
+int session::body_failure_status(body_result r) {
+  switch (r) {
+    case body_result::timeout:
+      return 408;
+    case body_result::too_large:
+      return 413;
+    case body_result::bad:
+      return 400;
+    default:
+      return 0;
+  }
+}
+
+awaitable<session::body_result> session::next_body_piece(std::string_view& piece) {
+  in_.consume(body_pending_consume_);
+  body_pending_consume_ = 0;
+  for (;;) {
+    if (body_done_) co_return body_result::end;
+    if (!in_.empty()) {
+      if (body_chunked_) {
+        const auto step = body_decoder_.next(in_.data());
+        if (step.error) co_return body_result::bad;
+        if (!step.data.empty()) {
+          body_total_ += step.data.size();
+          if (body_max_ && body_total_ > body_max_) co_return body_result::too_large;
+          piece = step.data;
+          body_pending_consume_ = step.consumed;
+          co_return body_result::data;
+        }
+        in_.consume(step.consumed);
+        if (step.done) {
+          body_done_ = true;
+          co_return body_result::end;
+        }
+        if (!in_.empty()) continue;
+      } else {
+        const size_t n = static_cast<size_t>(std::min<uint64_t>(body_remaining_, in_.size()));
+        piece = in_.data().substr(0, n);
+        body_pending_consume_ = n;
+        body_remaining_ -= n;
+        body_total_ += n;
+        if (body_remaining_ == 0) body_done_ = true;
+        co_return body_result::data;
+      }
+    }
+    if (expect_continue_) {
+      expect_continue_ = false;
+      co_await write_client(std::string_view("HTTP/1.1 100 Continue\r\n\r\n"));
+    }
+    auto [p, n] = in_.prepare(kBodyRead, kBodyLimit);
+    s_->arm(settings().client_body_timeout.value_or(std::chrono::seconds(60)));
+    auto [ec, got] = co_await s_->client.async_read_some(asio::buffer(p, n), use_nothrow);
+    const bool timed_out = s_->timed_out;
+    s_->disarm();
+    if (ec) {
+      if (timed_out) {
+        log_error(log_level::info,
+                  "client timed out (110: Connection timed out) while reading client request body" +
+                      error_context());
+        co_return body_result::timeout;
+      }
+      log_error(log_level::info,
+                "client prematurely closed connection while reading client request body" +
+                    error_context());
+      co_return body_result::closed;
+    }
+    in_.commit(got);
+  }
+}
+
+awaitable<bool> session::discard_body() {
+  expect_continue_ = false;  // nginx does not invite a body it will throw away
+  std::string_view piece;
+  for (;;) {
+    const auto r = co_await next_body_piece(piece);
+    if (r == body_result::end) co_return true;
+    if (r != body_result::data && r != body_result::too_large) co_return false;
+  }
+}
+
+// nginx's lingering close: after an error answer, read and drop what the client still sends
+// (briefly) so the kernel does not reset the connection before the client reads the answer.
+awaitable<void> session::linger() {
+  error_code ec;
+  s_->client.shutdown(tcp::socket::shutdown_send, ec);
+  if (ec) co_return;
+  const auto until = clock::now() + std::chrono::seconds(5);
+  char sink[4096];
+  while (clock::now() < until) {
+    s_->arm(std::chrono::seconds(1));
+    auto [rec, n] = co_await s_->client.async_read_some(asio::buffer(sink), use_nothrow);
+    (void)n;
+    s_->disarm();
+    if (rec) break;
+  }
+}
+
+// ---- answers wsgate writes itself ------------------------------------------------------------
+
+awaitable<bool> session::respond(int status, std::string_view body, std::string_view content_type,
+                                 std::string_view location, bool too_large) {
+  status_ = status == 494 ? 400 : status;
+  const bool close =
+      !keep_alive_ || closes_connection(status_) || w_.draining ||
+      (loc_ && settings().keepalive_timeout.value_or(std::chrono::seconds(75)).count() == 0);
+  const bool tokens = loc_ ? settings().server_tokens.value_or(true) : true;
+  std::string page;
+  if (body.empty() && content_type.empty()) {
+    page = http::error_page(status_, http::server_signature(tokens), too_large);
+    if (!page.empty()) {
+      body = page;
+      content_type = "text/html";
+    }
+  }
+  out_.clear();
+  if (!http09_) {
+    out_ += "HTTP/1.1 ";
+    out_ += std::to_string(status_);
+    out_ += ' ';
+    out_ += http::reason_phrase(status_);
+    out_ += "\r\nServer: ";
+    out_ += http::server_signature(tokens);
+    out_ += "\r\nDate: ";
+    out_ += http_date();
+    out_ += kCrlf;
+    if (!content_type.empty()) {
+      out_ += "Content-Type: ";
+      out_ += content_type;
+      out_ += kCrlf;
+    }
+    if (status_ != 204 && status_ != 304 && !(status_ < 200)) {
+      out_ += "Content-Length: ";
+      out_ += std::to_string(body.size());
+      out_ += kCrlf;
+    }
+    if (!location.empty()) {
+      out_ += "Location: ";
+      out_ += location;
+      out_ += kCrlf;
+    }
+    out_ += close ? "Connection: close\r\n" : "Connection: keep-alive\r\n";
+    append_add_headers(out_, status_);
+    out_ += kCrlf;
+  }
+  const bool send_body = !head_request_ && status_ != 204 && status_ != 304;
+  const std::array<asio::const_buffer, 2> bufs{
+      asio::buffer(out_), asio::buffer(body.data(), send_body ? body.size() : 0)};
+  const auto ec = co_await write_client(bufs);
+  body_bytes_sent_ = send_body ? body.size() : 0;
+  if (ec) co_return false;
+  if (close) {
+    if (!body_done_ || !in_.empty()) co_await linger();
+    co_return false;
+  }
+  co_return true;
+}
+
+// An error status of wsgate's own: error_page when one names it, else nginx's page.
+awaitable<bool> session::respond_error(int status, bool too_large, bool in_error_page) {
+  if (!in_error_page && loc_ && settings().error_page) {
+    for (const auto& ep : *settings().error_page) {
+      if (std::find(ep.codes.begin(), ep.codes.end(), status) == ep.codes.end()) continue;
+      const std::string& uri = ep.uri.raw;
+      if (uri.empty() || uri.front() == '@') break;  // named locations: not supported yet
+      if (uri.front() != '/') {
+        // A URL: the client is redirected (302 unless =30x is given).
+        int code = ep.response_code && *ep.response_code >= 301 && *ep.response_code <= 308
+                       ? *ep.response_code
+                       : 302;
+        co_return co_await respond(code, {}, {}, uri);
+      }
+      routing::request_info again = info_;
+      again.target = uri;
+      if (again.method != "HEAD") again.method = "GET";
+      routing::decision d = routing::route(*rt_->config, again);
+      const int override_status = ep.response_code ? *ep.response_code : status;
+      // The page's request carries no body; the original one is dropped with the connection
+      // state unchanged (discarded below, as nginx does).
+      const bool keep = co_await handle(d, override_status == 0 ? -1 : override_status, true);
+      co_return keep;
+    }
+  }
+  co_return co_await respond(status, {}, {}, {}, too_large);
+}
+
+// ---- phase 2: what route() decided -----------------------------------------------------------
+
+awaitable<bool> session::handle(routing::decision& d, int override_status, bool in_error_page) {
+  if (d.location)
+    loc_ = d.location;
+  else if (d.server)
+    loc_ = &d.server->root_location;
+  body_max_ = settings().client_max_body_size.value_or(1024 * 1024);
+  if (!in_error_page && d.what != routing::action::respond) {
+    if (body_max_ && !body_chunked_ && body_remaining_ > body_max_) {
+      log_error(log_level::error, "client intended to send too large body: " +
+                                      std::to_string(body_remaining_) + " bytes" + error_context());
+      co_return co_await respond_error(413);
+    }
+  }
+  int status = d.status;
+  if (override_status > 0 && d.what != routing::action::proxy) status = override_status;
+  switch (d.what) {
+    case routing::action::respond: {
+      if (d.status == 444 || d.status == 0) {  // close without an answer
+        status_ = 444;
+        co_return false;
+      }
+      if (!in_error_page && body_max_ && !body_chunked_ && body_remaining_ > body_max_)
+        co_return co_await respond_error(413);
+      bool keep;
+      if (d.body.empty() && status >= 400 && !in_error_page)
+        keep = co_await respond_error(status);
+      else
+        keep = co_await respond(status, d.body, d.body.empty() ? std::string_view{} : "text/plain",
+                                {});
+      if (keep && !body_done_) keep = co_await discard_body();
+      co_return keep;
+    }
+    case routing::action::redirect: {
+      bool keep = co_await respond(status, {}, {}, d.location_header);
+      if (keep && !body_done_) keep = co_await discard_body();
+      co_return keep;
+    }
+    case routing::action::not_found: {
+      bool keep = in_error_page ? co_await respond(status ? status : 404, {}, {}, {})
+                                : co_await respond_error(404);
+      if (keep && !body_done_) keep = co_await discard_body();
+      co_return keep;
+    }
+    case routing::action::proxy:
+      co_return co_await proxy_request(d, override_status);
+  }
+  co_return false;
+}
+
+// ---- phase 3: proxying -------------------------------------------------------------------------
+
+void session::release_upstream(bool reusable) {
+  auto& up = s_->upstream;
+  if (!up) return;
+  if (reusable && !up->pool_key.empty() && up->in.empty()) {
+    const peer_group* g = nullptr;
+    const size_t sep = up->pool_key.find('|');
+    g = rt_->find(up->pool_key.substr(0, sep));
+    auto& idle = w_.idle_upstreams[up->pool_key];
+    if (g && g->keepalive > 0 && up->requests < g->keepalive_requests) {
+      if (static_cast<int>(idle.size()) >= g->keepalive) {
+        idle.erase(idle.begin());  // the least recently used goes
+        --w_.connections;
+      }
+      up->idle_since = clock::now();
+      up->in.release();
+      idle.push_back(std::move(up));
+      return;
+    }
+  }
+  error_code ec;
+  up->socket.close(ec);
+  up.reset();
+  --w_.connections;
+}
+
+awaitable<upstream_failure> session::connect_upstream(const routing::decision& d, bool& reused) {
+  const auto& up = d.upstream;
+  reused = false;
+  const std::string key = up.via_upstream_block ? up.host : up.host + ":" + std::to_string(up.port);
+  const peer_group* g = rt_->find(key);
+  std::vector<socket_address> dynamic;
+  if (!g) {
+    // proxy_pass with variables: numeric addresses and names the system resolver knows.
+    dynamic = resolve(up.host, up.port ? up.port : 80);
+    if (dynamic.empty()) {
+      log_error(log_level::error, "no resolver defined to resolve " + up.host + error_context());
+      co_return upstream_failure::error;
+    }
+  }
+  const auto& peers = g ? g->peers : dynamic;
+  if (peers.empty()) co_return upstream_failure::error;
+
+  // An idle keep-alive connection first (it must still be open and within its limits).
+  if (g && g->keepalive > 0) {
+    for (auto it = w_.idle_upstreams.begin(); it != w_.idle_upstreams.end(); ++it) {
+      if (it->first.compare(0, key.size() + 1, key + "|") != 0) continue;
+      auto& idle = it->second;
+      while (!idle.empty()) {
+        auto conn = std::move(idle.back());
+        idle.pop_back();
+        char probe;
+        const ssize_t r = ::recv(conn->socket.native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+        const bool alive = r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+        if (alive && clock::now() - conn->idle_since < g->keepalive_timeout) {
+          upstream_addr_ = conn->peer;
+          s_->upstream = std::move(conn);
+          reused = true;
+          co_return upstream_failure::none;
+        }
+        error_code ec;
+        conn->socket.close(ec);
+        --w_.connections;
+      }
+    }
+  }
+
+  const unsigned start = g ? g->next.fetch_add(1, std::memory_order_relaxed) : 0;
+  upstream_failure last = upstream_failure::error;
+  for (size_t i = 0; i < peers.size(); ++i) {
+    const socket_address& peer = peers[(start + i) % peers.size()];
+    upstream_addr_ = peer.text;
+    if (w_.connections >= w_.max_connections) {
+      log_error(log_level::alert,
+                std::to_string(w_.max_connections) +
+                    " worker_connections are not enough while connecting to upstream" +
+                    error_context());
+      co_return upstream_failure::error;
+    }
+    auto conn = std::make_unique<upstream_conn>(w_.io);
+    tcp::endpoint ep;
+    std::memcpy(ep.data(), &peer.storage, peer.length);
+    ep.resize(peer.length);
+    error_code ec;
+    conn->socket.open(ep.protocol(), ec);
+    if (ec) continue;
+    ++w_.connections;
+    conn->peer = peer.text;
+    if (g) conn->pool_key = key + "|" + peer.text;
+    s_->upstream = std::move(conn);
+    s_->arm(d.limits.connect);
+    auto [cec] = co_await s_->upstream->socket.async_connect(ep, use_nothrow);
+    const bool timed_out = s_->timed_out;
+    s_->disarm();
+    if (!cec) {
+      s_->upstream->socket.set_option(tcp::no_delay(true), ec);
+      co_return upstream_failure::none;
+    }
+    if (timed_out) {
+      log_error(log_level::error,
+                "upstream timed out (110: Connection timed out) while connecting to upstream" +
+                    error_context());
+      last = upstream_failure::timeout;
+    } else {
+      log_error(log_level::error, "connect() failed (" + std::to_string(cec.value()) + ": " +
+                                      cec.message() + ") while connecting to upstream" +
+                                      error_context());
+      last = upstream_failure::error;
+    }
+    release_upstream(false);
+  }
+  co_return last;
+}
+
+awaitable<upstream_failure> session::read_response_head(const routing::decision& d,
+                                                        http::response_head& head) {
+  auto& up = *s_->upstream;
+  const size_t limit = std::max<size_t>(settings().proxy_buffer_size.value_or(4096), 1024);
+  for (;;) {
+    if (!up.in.empty()) {
+      const auto r = http::parse_response(up.in.data(), head);
+      if (r == http::parse_result::error) {
+        log_error(log_level::error,
+                  "upstream sent invalid header while reading response header from upstream" +
+                      error_context());
+        co_return upstream_failure::invalid;
+      }
+      if (r == http::parse_result::done) {
+        // Interim responses (100, 102, 103) are dropped; 101 is final.
+        if (head.status >= 100 && head.status < 200 && head.status != 101) {
+          up.in.consume(head.size);
+          continue;
+        }
+        co_return upstream_failure::none;
+      }
+      if (up.in.size() >= limit) {
+        log_error(log_level::error,
+                  "upstream sent too big header while reading response header from upstream" +
+                      error_context());
+        co_return upstream_failure::too_big;
+      }
+    }
+    auto [p, n] = up.in.prepare(limit, limit + kBodyRead);
+    s_->arm(d.limits.read);
+    auto [ec, got] = co_await up.socket.async_read_some(asio::buffer(p, n), use_nothrow);
+    const bool timed_out = s_->timed_out;
+    s_->disarm();
+    if (ec) {
+      if (timed_out) {
+        log_error(log_level::error,
+                  "upstream timed out (110: Connection timed out) while reading response header "
+                  "from upstream" +
+                      error_context());
+        co_return upstream_failure::timeout;
+      }
+      log_error(
+          log_level::error,
+          std::string(ec == asio::error::eof ? "upstream prematurely closed connection"
+                                             : "recv() failed (" + std::to_string(ec.value()) +
+                                                   ": " + ec.message() + ")") +
+              " while reading response header from upstream" + error_context());
+      co_return upstream_failure::premature;
+    }
+    up.in.commit(got);
+  }
+}
+
+awaitable<bool> session::proxy_request(routing::decision& d, int override_status) {
+  const auto& up = d.upstream;
+  const bool client_body = !body_done_;
+  const bool pass_body = up.pass_body && client_body;
+  const bool spool = pass_body && up.pending_content_length_at >= 0;
+  const bool chunked_upstream = pass_body && !spool && body_chunked_;  // route() set TE: chunked
+
+  // A chunked body sent as Content-Length is read first (nginx's request buffering): memory up
+  // to 64 KiB, then an unlinked temporary file.
+  std::string spooled;
+  int spool_fd = -1;
+  uint64_t spool_size = 0;
+  struct fd_closer {
+    int& fd;
+    ~fd_closer() {
+      if (fd >= 0) ::close(fd);
+    }
+  } closer{spool_fd};
+  if (spool) {
+    std::string_view piece;
+    for (;;) {
+      const auto r = co_await next_body_piece(piece);
+      if (r == body_result::end) break;
+      if (r != body_result::data) {
+        const int st = body_failure_status(r);
+        if (st) co_return co_await respond_error(st);
+        co_return false;
+      }
+      spool_size += piece.size();
+      if (spool_fd < 0 && spooled.size() + piece.size() > kBodyLimit) {
+        spool_fd = ::open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        if (spool_fd < 0) co_return co_await respond_error(500);
+        if (::write(spool_fd, spooled.data(), spooled.size()) !=
+            static_cast<ssize_t>(spooled.size()))
+          co_return co_await respond_error(500);
+        spooled.clear();
+      }
+      if (spool_fd >= 0) {
+        if (::write(spool_fd, piece.data(), piece.size()) != static_cast<ssize_t>(piece.size()))
+          co_return co_await respond_error(500);
+      } else {
+        spooled.append(piece);
+      }
+    }
+  }
+
+  // The upstream request head, exactly as route() computed it.
+  out_.clear();
+  out_ += up.method;
+  out_ += ' ';
+  out_ += up.uri;
+  out_ += ' ';
+  out_ += up.version;
+  out_ += kCrlf;
+  for (size_t i = 0; i <= up.headers.size(); ++i) {
+    if (spool && static_cast<int>(i) == up.pending_content_length_at) {
+      out_ += "Content-Length: ";
+      out_ += std::to_string(spool_size);
+      out_ += kCrlf;
+    }
+    if (i == up.headers.size()) break;
+    out_ += up.headers[i].first;
+    out_ += ": ";
+    out_ += up.headers[i].second;
+    out_ += kCrlf;
+  }
+  out_ += kCrlf;
+
+  // Connect, send, read the response head; a reused keep-alive connection that fails before
+  // any response byte is replaced by a fresh one once (only when no body was streamed).
+  http::response_head head;
+  upstream_failure failure = upstream_failure::none;
+  bool streamed = false;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    bool reused = false;
+    failure = co_await connect_upstream(d, reused);
+    if (failure != upstream_failure::none) break;
+    s_->upstream->requests++;
+    error_code ec;
+    {
+      std::array<asio::const_buffer, 2> bufs{asio::buffer(out_), asio::buffer(spooled)};
+      ec = co_await write_upstream(bufs, d.limits.send);
+    }
+    if (!ec && spool_fd >= 0) {
+      auto buf = w_.buffers.take();
+      off_t off = 0;
+      while (!ec && static_cast<uint64_t>(off) < spool_size) {
+        const ssize_t n = ::pread(spool_fd, buf.get(), buffer_pool::kSize, off);
+        if (n <= 0) {
+          ec = asio::error::fault;
+          break;
+        }
+        off += n;
+        const asio::const_buffer b(buf.get(), static_cast<size_t>(n));
+        ec = co_await write_upstream(std::span<const asio::const_buffer>(&b, 1), d.limits.send);
+      }
+      w_.buffers.give(std::move(buf));
+    }
+    if (!ec && pass_body && !spool) {
+      // Stream the body as it arrives (Content-Length as is; chunked re-framed per piece).
+      streamed = true;
+      std::string_view piece;
+      for (;;) {
+        const auto r = co_await next_body_piece(piece);
+        if (r == body_result::end) {
+          if (chunked_upstream) {
+            const asio::const_buffer b = asio::buffer("0\r\n\r\n", 5);
+            ec = co_await write_upstream(std::span<const asio::const_buffer>(&b, 1), d.limits.send);
+          }
+          break;
+        }
+        if (r != body_result::data) {
+          const int st = body_failure_status(r);
+          release_upstream(false);
+          if (st) co_return co_await respond_error(st);
+          co_return false;
+        }
+        char hdr[24];
+        const size_t hl = chunked_upstream ? http::chunk_header(hdr, piece.size()) : 0;
+        std::array<asio::const_buffer, 3> bufs{
+            asio::buffer(hdr, hl), asio::buffer(piece),
+            asio::buffer(kCrlf.data(), chunked_upstream ? 2 : 0)};
+        ec = co_await write_upstream(bufs, d.limits.send);
+        if (ec) break;
+      }
+    }
+    if (ec) {
+      if (ec == asio::error::timed_out) {
+        log_error(
+            log_level::error,
+            "upstream timed out (110: Connection timed out) while sending request to upstream" +
+                error_context());
+        failure = upstream_failure::timeout;
+      } else {
+        log_error(log_level::error, "writev() failed (" + std::to_string(ec.value()) + ": " +
+                                        ec.message() + ") while sending request to upstream" +
+                                        error_context());
+        failure = upstream_failure::error;
+      }
+      release_upstream(false);
+      if (reused && !streamed) continue;
+      break;
+    }
+    failure = co_await read_response_head(d, head);
+    if (failure == upstream_failure::none) break;
+    release_upstream(false);
+    if (!(reused && !streamed && failure == upstream_failure::premature)) break;
+  }
+  if (failure != upstream_failure::none) {
+    if (!body_done_ && !streamed) keep_alive_ = false;  // the body is left unread
+    co_return co_await respond_error(failure == upstream_failure::timeout ? 504 : 502);
+  }
+  auto& upc = *s_->upstream;
+
+  // 101: only to a request that asked for an allowed upgrade; then both sides become a tunnel.
+  if (head.status == 101) {
+    const std::string* asked = find_header(up.headers, "upgrade");
+    if (!asked || !upgrade_allowed(*asked, settings()) ||
+        (!head.upgrade.empty() && !upgrade_allowed(head.upgrade, settings()))) {
+      log_error(log_level::error,
+                "upstream sent \"101 Switching Protocols\" to a request without an allowed Upgrade "
+                "while reading response header from upstream" +
+                    error_context());
+      release_upstream(false);
+      co_return co_await respond_error(502);
+    }
+    status_ = 101;
+    out_.clear();
+    out_ += "HTTP/1.1 101 Switching Protocols\r\nServer: ";
+    out_ += http::server_signature(settings().server_tokens.value_or(true));
+    out_ += "\r\nDate: ";
+    out_ += http_date();
+    out_ += "\r\nConnection: upgrade\r\n";
+    for (const auto& f : head.headers) {
+      if (hide_response_header(f.name, settings(), true)) continue;
+      out_ += f.name;
+      out_ += ": ";
+      out_ += f.value;
+      out_ += kCrlf;
+    }
+    append_add_headers(out_, 101);
+    out_ += kCrlf;
+    upc.in.consume(head.size);
+    if (co_await write_client(out_)) {
+      release_upstream(false);
+      co_return false;
+    }
+    log_access();
+    status_ = 0;  // logged
+    std::string early(in_.data());
+    in_.consume(in_.size());
+    const tunnel_limits limits{d.limits.read, d.limits.send,
+                               settings().send_timeout.value_or(std::chrono::seconds(60))};
+    start_tunnel(w_, std::move(s_->client), std::move(s_->upstream), std::move(early), limits);
+    co_return false;
+  }
+
+  // The client's response head, in nginx's header order.
+  const int status = override_status > 0 ? override_status : head.status;
+  status_ = status;
+  const bool no_body = head_request_ || head.status == 204 || head.status == 304 ||
+                       (head.status >= 100 && head.status < 200);
+  const bool upstream_len = head.content_length.has_value() && !head.chunked;
+  const bool close_delimited = !no_body && !upstream_len && !head.chunked;
+  bool chunk_to_client = false;
+  if (!no_body && !upstream_len) {
+    if (info_.http_minor >= 1 && !http09_)
+      chunk_to_client = true;
+    else
+      keep_alive_ = false;  // HTTP/1.0 client: the end of the body is the close
+  }
+  if (w_.draining || settings().keepalive_timeout.value_or(std::chrono::seconds(75)).count() == 0)
+    keep_alive_ = false;
+  const bool tokens = settings().server_tokens.value_or(true);
+  out_.clear();
+  if (!http09_) {
+    out_ += "HTTP/1.1 ";
+    out_ += std::to_string(status);
+    out_ += ' ';
+    if (override_status <= 0 && !head.reason.empty())
+      out_ += head.reason;
+    else
+      out_ += http::reason_phrase(status);
+    out_ += kCrlf;
+    const bool pass_server =
+        std::any_of(head.headers.begin(), head.headers.end(), [&](const auto& f) {
+          return iequals(f.name, "server") && !hide_response_header(f.name, settings(), false);
+        });
+    const bool pass_date =
+        std::any_of(head.headers.begin(), head.headers.end(), [&](const auto& f) {
+          return iequals(f.name, "date") && !hide_response_header(f.name, settings(), false);
+        });
+    if (!pass_server) {
+      out_ += "Server: ";
+      out_ += http::server_signature(tokens);
+      out_ += kCrlf;
+    }
+    if (!pass_date) {
+      out_ += "Date: ";
+      out_ += http_date();
+      out_ += kCrlf;
+    }
+    for (const auto& f : head.headers)
+      if (iequals(f.name, "content-type") && !hide_response_header(f.name, settings(), false)) {
+        out_ += "Content-Type: ";
+        out_ += f.value;
+        out_ += kCrlf;
+        break;
+      }
+    if (head.content_length && !head.chunked) {
+      out_ += "Content-Length: ";
+      out_ += std::to_string(*head.content_length);
+      out_ += kCrlf;
+    }
+    for (const auto& f : head.headers)
+      if (iequals(f.name, "location") && !hide_response_header(f.name, settings(), false)) {
+        auto rewritten = rewrite_location(f.value, *loc_);
+        const std::string value = rewritten ? *rewritten : std::string(f.value);
+        out_ += "Location: ";
+        out_ += absolute_location(value, request_host(), info_.local_port, false);
+        out_ += kCrlf;
+        break;
+      }
+    if (chunk_to_client) out_ += "Transfer-Encoding: chunked\r\n";
+    out_ += keep_alive_ ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
+    for (const auto& f : head.headers) {
+      if (iequals(f.name, "content-type") || iequals(f.name, "content-length") ||
+          iequals(f.name, "location"))
+        continue;
+      if (hide_response_header(f.name, settings(), false)) continue;
+      out_ += f.name;
+      out_ += ": ";
+      out_ += f.value;
+      out_ += kCrlf;
+    }
+    append_add_headers(out_, status);
+    out_ += kCrlf;
+  }
+  upc.in.consume(head.size);
+  if (co_await write_client(out_)) {
+    release_upstream(false);
+    co_return false;
+  }
+
+  // The body, as it arrives.
+  bool complete = true;
+  bool upstream_reusable = !head.connection_close && head.minor >= 1;
+  if (const std::string* c = find_header(up.headers, "connection");
+      c && http::has_token_ci(*c, "close"))
+    upstream_reusable = false;
+  if (!no_body) {
+    uint64_t remaining = upstream_len ? *head.content_length : 0;
+    http::chunked_decoder decoder;
+    bool done = upstream_len && remaining == 0;
+    while (!done) {
+      if (upc.in.empty()) {
+        auto [p, n] = upc.in.prepare(kBodyLimit, kBodyLimit);
+        s_->arm(d.limits.read);
+        auto [ec, got] = co_await upc.socket.async_read_some(asio::buffer(p, n), use_nothrow);
+        const bool timed_out = s_->timed_out;
+        s_->disarm();
+        if (ec) {
+          if (close_delimited && ec == asio::error::eof) {
+            upstream_reusable = false;
+            break;
+          }
+          log_error(log_level::error,
+                    std::string(timed_out ? "upstream timed out (110: Connection timed out)"
+                                          : "upstream prematurely closed connection") +
+                        " while reading upstream" + error_context());
+          complete = false;
+          break;
+        }
+        upc.in.commit(got);
+      }
+      std::string_view piece;
+      size_t consumed = 0;
+      if (head.chunked) {
+        const auto step = decoder.next(upc.in.data());
+        if (step.error) {
+          log_error(
+              log_level::error,
+              "upstream sent invalid chunked response while reading upstream" + error_context());
+          complete = false;
+          break;
+        }
+        piece = step.data;
+        consumed = step.consumed;
+        done = step.done;
+      } else if (upstream_len) {
+        const size_t n = static_cast<size_t>(std::min<uint64_t>(remaining, upc.in.size()));
+        piece = upc.in.data().substr(0, n);
+        consumed = n;
+        remaining -= n;
+        done = remaining == 0;
+      } else {
+        piece = upc.in.data();
+        consumed = piece.size();
+      }
+      if (!piece.empty()) {
+        char hdr[24];
+        const size_t hl = chunk_to_client ? http::chunk_header(hdr, piece.size()) : 0;
+        std::array<asio::const_buffer, 3> bufs{asio::buffer(hdr, hl), asio::buffer(piece),
+                                               asio::buffer(kCrlf.data(), chunk_to_client ? 2 : 0)};
+        const auto ec = co_await write_client(bufs);
+        if (ec) {
+          release_upstream(false);
+          co_return false;
+        }
+        body_bytes_sent_ += piece.size();
+      }
+      upc.in.consume(consumed);
+    }
+    if (complete && chunk_to_client) {
+      if (co_await write_client(std::string_view("0\r\n\r\n"))) {
+        release_upstream(false);
+        co_return false;
+      }
+    }
+  }
+  if (!upc.in.empty()) upstream_reusable = false;  // extra bytes: the connection is out of step
+  release_upstream(complete && upstream_reusable);
+  if (!complete) co_return false;  // the client must not take a cut body for a whole one
+  if (keep_alive_ && !body_done_) co_return co_await discard_body();
+  co_return keep_alive_;
+}
+
+// ---- the connection ------------------------------------------------------------------------
+
+awaitable<void> session::run_session() {
+  for (;;) {
+    if (in_.empty()) {
+      // Between requests the connection holds no buffer; it waits for readability.
+      in_.release();
+      const bool first = requests_ == 0;
+      duration wait = header_timeout_;
+      if (!first) wait = settings().keepalive_timeout.value_or(std::chrono::seconds(75));
+      s_->arm(wait);
+      if (!first) w_.idle_clients.insert(&s_->client);
+      auto [ec] = co_await s_->client.async_wait(tcp::socket::wait_read, use_nothrow);
+      if (!first) w_.idle_clients.erase(&s_->client);
+      s_->disarm();
+      if (ec) break;
+    }
+    status_ = 0;
+    body_bytes_sent_ = 0;
+    upstream_addr_.clear();
+    if (default_server_) loc_ = &default_server_->root_location;
+    if (!co_await read_head()) {
+      if (status_) log_access();
+      break;
+    }
+    bool keep = false;
+    if (!rt_->config->http || !default_server_) {
+      keep = co_await respond(404, {}, {}, {});
+    } else {
+      routing::decision d = routing::route(*rt_->config, info_);
+      keep = co_await handle(d, 0, false);
+    }
+    if (status_) log_access();
+    ++requests_;
+    if (!keep || w_.draining) break;
+  }
+}
+
+}  // namespace
+
+void start_session(worker_context& w, tcp::socket socket) {
+  ++w.connections;
+  error_code ec;
+  socket.set_option(tcp::no_delay(true), ec);
+  auto state = std::make_shared<connection_state>(w, std::move(socket));
+  asio::co_spawn(w.io, watchdog(state), asio::detached);
+  asio::co_spawn(
+      w.io,
+      [state]() -> awaitable<void> {
+        {
+          session s(state);
+          co_await s.run_session();
+        }
+        state->finished = true;
+        state->timer.cancel();
+        error_code ignored;
+        if (state->client.is_open()) {
+          state->client.close(ignored);
+          --state->w.connections;
+        }
+        if (state->upstream) {
+          state->upstream->socket.close(ignored);
+          state->upstream.reset();
+          --state->w.connections;
+        }
+      },
+      asio::detached);
+}
+
+void drain(worker_context& w) {
+  w.draining = true;
+  for (tcp::socket* s : w.idle_clients) {
+    error_code ec;
+    s->cancel(ec);
+  }
+  // Idle upstream keep-alive connections are closed too.
+  for (auto& [key, list] : w.idle_upstreams) {
+    w.connections -= static_cast<int>(list.size());
+    list.clear();
+  }
+}
+
+}  // namespace wsgate::proxy

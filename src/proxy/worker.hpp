@@ -1,0 +1,72 @@
+// One worker thread's state: its event loop, the config it serves new connections with, its
+// connection count, its idle upstream connections and its relay buffers. Everything here is
+// touched only from the worker's own thread (other threads post into `io`).
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "http/flat_buffer.hpp"
+#include "proxy/runtime.hpp"
+
+namespace wsgate::proxy {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+// An upstream connection, kept between requests when its upstream{} allows keepalive.
+struct upstream_conn {
+  explicit upstream_conn(asio::io_context& io) : socket(io) {}
+  tcp::socket socket;
+  http::flat_buffer in;
+  std::string pool_key;  // group name + peer; empty: never pooled
+  std::string peer;      // "127.0.0.1:8000", for logs
+  int requests = 0;
+  std::chrono::steady_clock::time_point idle_since;
+};
+
+// Relay buffers lent to a connection while data flows, returned when its socket would block:
+// an idle connection owns none.
+class buffer_pool {
+ public:
+  static constexpr size_t kSize = 64 * 1024;
+  std::unique_ptr<char[]> take() {
+    if (free_.empty()) return std::make_unique_for_overwrite<char[]>(kSize);
+    auto b = std::move(free_.back());
+    free_.pop_back();
+    return b;
+  }
+  void give(std::unique_ptr<char[]> b) {
+    if (b && free_.size() < 64) free_.push_back(std::move(b));
+  }
+
+ private:
+  std::vector<std::unique_ptr<char[]>> free_;
+};
+
+struct worker_context {
+  explicit worker_context(int idx) : index(idx) {}
+  asio::io_context io{1};
+  int index = 0;
+  std::shared_ptr<const runtime> rt;  // the config new connections use
+  int connections = 0;                // client and upstream sockets open
+  int max_connections = 512;          // worker_connections
+  bool draining = false;              // QUIT: finish in-flight requests, then close
+  buffer_pool buffers;
+  std::unordered_map<std::string, std::vector<std::unique_ptr<upstream_conn>>> idle_upstreams;
+  std::unordered_set<tcp::socket*> idle_clients;  // keep-alive connections waiting for a request
+};
+
+// Runs a client connection to its end (requests, then possibly a tunnel).
+void start_session(worker_context& w, tcp::socket socket);
+
+// QUIT on this worker: close idle keep-alive connections; busy ones close after their request.
+void drain(worker_context& w);
+
+}  // namespace wsgate::proxy
