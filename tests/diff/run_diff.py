@@ -458,6 +458,8 @@ def explain_args(binary, conf, port, request):
         args += ["--target", request.target]
     if request.version == "HTTP/1.0":
         args += ["--http-version", "1.0"]
+    if not any(name.lower() == "host" for name, _ in request.headers):
+        args.append("--no-host")  # explain otherwise adds Host from the URL, as curl does
     for name, value in request.headers:
         args += ["-H", f"{name}: {value}"]
     if request.ws:
