@@ -716,7 +716,14 @@ void h_return(S& st, const T& s) {
     if (nargs(s) == 2) r.text_or_url = st.tmpl(arg(s, 2), s.line);
   }
   // The first return ends the rewrite phase; later ones never run, as in nginx.
-  if (!loc.ret) loc.ret = std::move(r);
+  if (loc.ret) {
+    st.snap->notices.push_back(
+        {st.here(s.line), fmt::format("\"return\" never runs: the \"return\" at line {} comes "
+                                      "first",
+                                      loc.ret->where.line)});
+    return;
+  }
+  loc.ret = std::move(r);
 }
 
 void h_rewrite(S& st, const T& s) {
@@ -741,6 +748,15 @@ void h_rewrite(S& st, const T& s) {
     else
       st.fail(s.line, fmt::format("invalid parameter \"{}\"", f),
               "the flag is one of last, break, redirect, permanent");
+  }
+  // nginx runs rewrite and return in file order and stops at a return, so a rewrite written
+  // after the level's return is dead; dropping it keeps "rewrites, then return" exact.
+  if (loc.ret) {
+    st.snap->notices.push_back(
+        {st.here(s.line),
+         fmt::format("\"rewrite\" never runs: the \"return\" at line {} comes first",
+                     loc.ret->where.line)});
+    return;
   }
   loc.rewrites.push_back(std::move(r));
 }

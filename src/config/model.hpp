@@ -160,7 +160,7 @@ struct location {
   // Handlers (not inherited, as nginx): at most one of proxy_pass / return decides the content.
   std::optional<proxy_pass_setting> proxy_pass;
   std::optional<return_setting> ret;
-  std::vector<rewrite_setting> rewrites;  // in order
+  std::vector<rewrite_setting> rewrites;  // in order; only those before `ret` (later never run)
 
   location_settings settings;                       // merged: every optional is set after merge()
   std::vector<std::unique_ptr<location>> children;  // nested locations, in file order

@@ -298,6 +298,25 @@ TEST(Handlers, ReturnRewrite) {
   EXPECT_FALSE(loc_at(*c, 3).ret);
 }
 
+TEST(Handlers, StatementsAfterReturnNeverRun) {
+  auto c = load_ok(
+      "events {} http { server { location / {\n"
+      " rewrite ^/a /b;\n"
+      " return 403;\n"
+      " rewrite ^/c /d;\n"
+      " return 404;\n"
+      "} } }");
+  ASSERT_TRUE(c);
+  const location& l = loc_at(*c, 0);
+  ASSERT_EQ(l.rewrites.size(), 1u);
+  EXPECT_EQ(l.rewrites[0].regex, "^/a");
+  EXPECT_EQ(l.ret->code, 403);
+  ASSERT_EQ(c->notices.size(), 2u);
+  EXPECT_EQ(c->notices[0].text, "\"rewrite\" never runs: the \"return\" at line 3 comes first");
+  EXPECT_EQ(c->notices[0].where.line, 4);
+  EXPECT_EQ(c->notices[1].text, "\"return\" never runs: the \"return\" at line 3 comes first");
+}
+
 TEST(Handlers, NotInherited) {
   auto c = load_ok(
       "events {} http { server { return 403; rewrite ^ /x;\n"
