@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Turns bench/run.sh's raw results (RESULTS/<proxy>/<case>/<round>.json, one wsgate-bench --json
+each) into the side-by-side table: medians over rounds and the ratio wsgate/peer. With
+--quick-check, exits 1 when wsgate's WebSocket messages/s median is below nginx's."""
+import argparse
+import json
+import os
+import statistics
+import sys
+
+
+def load(results, proxy, case):
+    d = os.path.join(results, proxy, case)
+    runs = []
+    if not os.path.isdir(d):
+        return runs
+    for name in sorted(os.listdir(d)):
+        try:
+            with open(os.path.join(d, name)) as f:
+                runs.append(json.load(f))
+        except (OSError, ValueError):
+            runs.append({"failed": True})
+    return runs
+
+
+def ok(run):
+    return not run.get("failed") and run.get("errors", {}).get("total", 1) == 0
+
+
+def median_of(runs, pick):
+    vals = []
+    for r in runs:
+        if not ok(r):
+            continue
+        v = pick(r)
+        if v is not None:
+            vals.append(v)
+    return statistics.median(vals) if vals else None
+
+
+def lat(key):
+    return lambda r: r.get("latency_us", {}).get(key)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--proxies", default="nginx haproxy wsgate")
+    ap.add_argument("--idle", type=int, default=10000)
+    ap.add_argument("--http-rate", type=float, default=10000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=5)
+    ap.add_argument("--skipped", default="")
+    ap.add_argument("--note", default="")
+    ap.add_argument("--quick-check", action="store_true")
+    ap.add_argument("--out", default="")
+    a = ap.parse_args()
+
+    proxies = a.proxies.split()
+    columns = ["direct"] + [p for p in ["nginx", "haproxy", "wsgate"] if p in proxies]
+    rate = int(a.http_rate)
+
+    def idle_per_conn(r):
+        n = r.get("established", 0)
+        if not n or "rss_hold_kb" not in r:
+            return None
+        return (r["rss_hold_kb"] - r["rss_before_kb"]) * 1024.0 / n
+
+    def cpu_per_million(r):
+        if "proxy_cpu_s" not in r or not r.get("completed"):
+            return None
+        return r["proxy_cpu_s"] / r["completed"] * 1e6
+
+    # (label, case, pick, format, better): better is "high" or "low" (for reading the ratio).
+    rows = [
+        ("HTTP keep-alive requests/s (50 conns)", "http_rps", lambda r: r.get("per_second"), "{:,.0f}", "high"),
+        (f"HTTP p99 at {rate:,}/s fixed rate (us)", "http_rate", lat("p99"), "{:,.0f}", "low"),
+        ("WS 64 B messages/s (100 conns, 1 in flight)", "ws64", lambda r: r.get("per_second"), "{:,.0f}", "high"),
+        ("WS 64 B round trip p50 (us)", "ws64", lat("p50"), "{:,.0f}", "low"),
+        ("WS 64 B round trip p99 (us)", "ws64", lat("p99"), "{:,.0f}", "low"),
+        ("WS 16 KiB MB/s (10 conns, 2 in flight)", "ws16k", lambda r: r.get("mb_per_s"), "{:,.0f}", "high"),
+        ("WS handshakes/s (50 concurrent)", "handshake", lambda r: r.get("per_second"), "{:,.0f}", "high"),
+        (f"proxy RSS per idle WS at {a.idle:,} (bytes)", "idle", idle_per_conn, "{:,.0f}", "low"),
+        ("proxy CPU s per million WS 64 B round trips", "ws64", cpu_per_million, "{:,.2f}", "low"),
+    ]
+    table = {}
+    for label, case, pick, _fmt, _b in rows:
+        for col in columns:
+            table[(label, col)] = median_of(load(a.results, col, case), pick)
+
+    failures = []
+    for col in columns:
+        for case in ["http_rps", "http_rate", "ws64", "ws16k", "handshake", "idle"]:
+            for i, r in enumerate(load(a.results, col, case)):
+                if not ok(r):
+                    failures.append(f"{col} {case} round {i + 1}: "
+                                    f"{r.get('first_error', 'no result') if not r.get('failed') else 'no result'}"
+                                    f" (errors {r.get('errors', {})})")
+
+    peers = [p for p in ["nginx", "haproxy"] if p in columns]
+    header = ["metric"] + columns + [f"wsgate/{p}" for p in peers if "wsgate" in columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, case, pick, fmt, better in rows:
+        cells = [label + (" ↓" if better == "low" else "")]
+        for col in columns:
+            v = table[(label, col)]
+            cells.append(fmt.format(v) if v is not None else "–")
+        if "wsgate" in columns:
+            w = table[(label, "wsgate")]
+            for p in peers:
+                v = table[(label, p)]
+                cells.append(f"{w / v:.2f}×" if w is not None and v else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+
+    # Derived lines: added latency over direct, and 16 KiB throughput against direct.
+    extra = []
+    d_http = table[(rows[1][0], "direct")]
+    d_ws = table[(rows[4][0], "direct")]
+    d_big = table[(rows[5][0], "direct")]
+    for col in columns[1:]:
+        parts = []
+        v = table[(rows[1][0], col)]
+        if v is not None and d_http is not None:
+            parts.append(f"HTTP p99 added {v - d_http:,.0f} us")
+        v = table[(rows[4][0], col)]
+        if v is not None and d_ws is not None:
+            parts.append(f"WS p99 added {v - d_ws:,.0f} us")
+        v = table[(rows[5][0], col)]
+        if v is not None and d_big:
+            parts.append(f"16 KiB {v / d_big:.2f}× direct")
+        if parts:
+            extra.append(f"- {col}: " + ", ".join(parts))
+
+    text = "\n".join(lines) + "\n"
+    text += (f"\nMedians of {a.rounds} round(s) of {a.duration:g} s; ↓ = lower is better. "
+             "Ratios are wsgate/peer.\n")
+    if extra:
+        text += "\n" + "\n".join(extra) + "\n"
+    if a.skipped:
+        text += f"\nSkipped {a.skipped}\n"
+    if a.note:
+        text += f"\nNote: {a.note}\n"
+    if failures:
+        text += "\nRuns with errors (left out of the medians):\n" + "\n".join("- " + f for f in failures) + "\n"
+    print(text)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(text)
+
+    if a.quick_check:
+        label = rows[2][0]
+        w, n = table[(label, "wsgate")] if "wsgate" in columns else None, table.get((label, "nginx"))
+        if "wsgate" not in columns:
+            print("quick check: SKIPPED (wsgate cannot serve yet)")
+            return 0
+        if w is None or n is None:
+            print("quick check: FAILED (no valid WS 64 B result for wsgate or nginx)")
+            return 1
+        verdict = "passed" if w >= n else "FAILED"
+        print(f"quick check: {verdict}: wsgate {w:,.0f} vs nginx {n:,.0f} WS messages/s ({w / n:.2f}×)")
+        return 0 if w >= n else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
