@@ -51,8 +51,8 @@ class Wsgate:
         self.start()
 
     def write_config(self, http_text):
-        for i, p in enumerate(self.ports):
-            http_text = http_text.replace(f"PORT{i}" if i else "PORT", str(p))
+        for i in reversed(range(len(self.ports))):
+            http_text = http_text.replace(f"PORT{i}" if i else "PORT", str(self.ports[i]))
         text = (f"daemon {'on' if self.daemon else 'off'};\npid {self.pid_file};\n"
                 f"error_log {self.error_log} info;\n{self.main_text}\nevents {{}}\n"
                 f"http {{\n access_log {self.dir.name}/access.log;\n{http_text}\n}}\n")
