@@ -189,7 +189,7 @@ bool auto_redirect(const config::location& l) {
 
 // ngx_http_core_find_static_location, over one level's exact and prefix locations.
 rc find_static(const config::location& parent, std::string_view uri, const config::location*& loc,
-               std::vector<candidate>& cands) {
+               std::vector<candidate>* cands) {
   const config::location* exact = nullptr;
   const config::location* longest = nullptr;
   const config::location* redirect = nullptr;
@@ -207,7 +207,7 @@ rc find_static(const config::location& parent, std::string_view uri, const confi
   // A prefix location equal to the URI is reached before "uri/" in nginx's tree and wins.
   const bool prefix_equal = longest && longest->pattern.size() == uri.size();
   for (const auto& c : parent.children) {
-    if (!is_static(*c)) continue;
+    if (!cands || !is_static(*c)) continue;
     std::string result;
     if (c.get() == exact) {
       result = "exact match";
@@ -227,7 +227,7 @@ rc find_static(const config::location& parent, std::string_view uri, const confi
     } else {
       result = "prefix does not match";
     }
-    cands.push_back({c.get(), result});
+    cands->push_back({c.get(), std::move(result)});
   }
   if (exact) {
     loc = exact;
@@ -245,7 +245,7 @@ rc find_static(const config::location& parent, std::string_view uri, const confi
 }
 
 rc find(const config::location& parent, eval_context& ctx, const config::location*& loc,
-        std::vector<candidate>& cands) {
+        std::vector<candidate>* cands) {
   bool noregex = false;
   rc r = find_static(parent, ctx.uri, loc, cands);
   if (r == rc::again) {
@@ -255,26 +255,30 @@ rc find(const config::location& parent, eval_context& ctx, const config::locatio
   }
   if (r == rc::ok || r == rc::done) return r;
   bool matched = false;
+  auto note = [cands](const config::location* l, const char* why) {
+    if (cands) cands->push_back({l, why});
+  };
   for (const auto& c : parent.children) {
     if (!is_regex(*c)) continue;
     if (noregex) {
-      cands.push_back({c.get(), "skipped: the longest prefix is ^~"});
+      note(c.get(), "skipped: the longest prefix is ^~");
       continue;
     }
     if (matched) {
-      cands.push_back({c.get(), "not tried: an earlier regex matched"});
+      if (!cands) break;
+      note(c.get(), "not tried: an earlier regex matched");
       continue;
     }
     auto re = detail::compiled(c->compiled, c->pattern, c->kind == k::regex_icase);
     if (re && re->match(ctx.uri)) {
       set_captures(ctx, *re, ctx.uri);
-      cands.push_back({c.get(), "regex matched"});
+      note(c.get(), "regex matched");
       matched = true;
       loc = c.get();
       const config::location* outer = loc;
       find(*outer, ctx, loc, cands);  // nested locations of the regex location
     } else {
-      cands.push_back({c.get(), re ? "regex did not match" : "regex failed to compile"});
+      note(c.get(), re ? "regex did not match" : "regex failed to compile");
     }
   }
   return matched ? rc::ok : r;
@@ -282,10 +286,10 @@ rc find(const config::location& parent, eval_context& ctx, const config::locatio
 
 }  // namespace
 
-location_match find_location(const config::location& root, eval_context& ctx) {
+location_match find_location(const config::location& root, eval_context& ctx, bool record) {
   location_match m;
   const config::location* loc = nullptr;
-  const rc r = find(root, ctx, loc, m.candidates);
+  const rc r = find(root, ctx, loc, record ? &m.candidates : nullptr);
   m.loc = loc;
   if (r == rc::done)
     m.result = location_result::auto_redirect;

@@ -42,8 +42,9 @@ struct location_match {
   const config::location* loc = nullptr;
   std::vector<candidate> candidates;
 };
-// Matches ctx.uri among root's nested locations; regex captures go to ctx.
-location_match find_location(const config::location& root, eval_context& ctx);
+// Matches ctx.uri among root's nested locations; regex captures go to ctx. Candidates are
+// recorded only when `record` is set.
+location_match find_location(const config::location& root, eval_context& ctx, bool record = true);
 
 // The "kind" names used by explain's output: prefix, exact, prefix_no_regex, regex, ...
 const char* kind_name(config::location::match_kind kind);

@@ -72,6 +72,7 @@ void absolutize(decision& d, const request_info& rq, const eval_context& ctx) {
   if (d.location_header.empty() || d.location_header.front() != '/') return;
   // The request's host, else the local address (not $host's fallback to server_name).
   std::string host = ctx.request_host.empty() ? rq.local_addr : ctx.request_host;
+  if (host.find(':') != std::string::npos && host.front() != '[') host = "[" + host + "]";
   const bool default_port = rq.tls ? rq.local_port == 443 : rq.local_port == 80;
   std::string url = std::string(rq.tls ? "https://" : "http://") + host;
   if (!default_port) url += ":" + std::to_string(rq.local_port);
@@ -566,12 +567,12 @@ decision route(const config::snapshot& config, const request_info& rq) {
   int uri_changes = kMaxUriChanges;
   for (;;) {
     st.uri_changed = false;
-    location_match m = find_location(srv.root_location, ctx);
+    location_match m = find_location(srv.root_location, ctx, rq.diagnostics);
     d.candidates.insert(d.candidates.end(), m.candidates.begin(), m.candidates.end());
     d.location = m.loc;
     const config::location& loc = m.loc ? *m.loc : srv.root_location;
     finish(loc);
-    if (m.loc) {
+    if (m.loc && rq.diagnostics) {
       auto lw = lint_location(config, srv, loc);
       d.warnings.insert(d.warnings.end(), lw.begin(), lw.end());
     }
@@ -600,7 +601,8 @@ decision route(const config::snapshot& config, const request_info& rq) {
         }
         // The warnings of a location left behind by a rewrite do not apply.
         d.warnings.clear();
-        d.candidates.push_back({m.loc, "rewritten to \"" + ctx.uri + "\": searching again"});
+        if (rq.diagnostics)
+          d.candidates.push_back({m.loc, "rewritten to \"" + ctx.uri + "\": searching again"});
         continue;
       }
     }

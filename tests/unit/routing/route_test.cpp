@@ -307,3 +307,36 @@ TEST(Returns, CodesTextAndUrls) {
 
 }  // namespace
 }  // namespace wsgate::routing
+
+namespace wsgate::routing {
+namespace {
+
+TEST(Diagnostics, OffChangesNoActionOnlyTheExplanations) {
+  auto c = test::server(R"(
+    location /ws/ { proxy_set_header Connection "upgrade"; proxy_pass http://127.0.0.1:9000; }
+    location ~ \.php$ { return 200 php; }
+  )");
+  ASSERT_TRUE(c);
+  for (const char* target : {"/ws/x", "/ws/a.php", "/ws", "/other.php"}) {
+    SCOPED_TRACE(target);
+    auto on = test::req(target);
+    auto off = on;
+    off.diagnostics = false;
+    auto a = route(*c, on), b = route(*c, off);
+    EXPECT_EQ(a.what, b.what);
+    EXPECT_EQ(a.status, b.status);
+    EXPECT_EQ(a.location, b.location);
+    EXPECT_EQ(a.upstream.uri, b.upstream.uri);
+    EXPECT_EQ(a.upstream.headers, b.upstream.headers);
+    EXPECT_EQ(a.location_header, b.location_header);
+    EXPECT_FALSE(a.candidates.empty());
+    EXPECT_TRUE(b.candidates.empty());
+  }
+  // The request-specific notice stays: the data path logs it.
+  auto off = test::req("/ws/x");
+  off.diagnostics = false;
+  EXPECT_TRUE(test::has_warning(route(*c, off).warnings, "connection-upgrade-dropped"));
+}
+
+}  // namespace
+}  // namespace wsgate::routing
