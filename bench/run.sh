@@ -24,7 +24,7 @@ rounds=3
 duration=5
 proxies="nginx haproxy wsgate"
 idle_n=10000
-http_rate=10000
+http_rate=2000
 out=""
 while (($#)); do
   case $1 in
@@ -67,8 +67,9 @@ load_cpu=$(($(nproc) > 1 ? 1 : 0))
 clk_tck=$(getconf CLK_TCK)
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 fd_hard=$(ulimit -Hn)
-# A proxy holds two descriptors per tunnel: cap the idle test to what this machine allows.
-idle_max=$(((fd_hard - 200) / 2))
+# A proxy holds two descriptors per tunnel (plus listeners, logs, spare upstream keep-alives):
+# cap the idle test to what this machine allows.
+idle_max=$(((fd_hard - 2000) / 2))
 idle_note=""
 if ((idle_n > idle_max)); then
   idle_note="idle test capped at $idle_max connections: RLIMIT_NOFILE hard limit is $fd_hard here and a proxy needs 2 descriptors per tunnel"
@@ -290,6 +291,12 @@ run_case() {  # run_case PROXY CASE ROUND BASE_HTTP BASE_WS
 import json, sys
 j = json.load(open(sys.argv[1]))
 lat = j.get("latency_us", {})
+if sys.argv[3] == "idle":
+    n = j.get("established", 0)
+    per = (j.get("rss_hold_kb", 0) - j.get("rss_before_kb", 0)) * 1024 / n if n else 0
+    print(f"  round {sys.argv[4]} {sys.argv[2]:8} {sys.argv[3]:10} {n:>12} held, {j.get('alive', 0)} alive, "
+          f"{per:,.0f} B/conn errors {j.get('errors', {}).get('total', '?')}")
+    sys.exit(0)
 print(f"  round {sys.argv[4]} {sys.argv[2]:8} {sys.argv[3]:10} {j.get('per_second', 0):>12.0f}/s "
       f"p50 {lat.get('p50', 0):8.0f}us p99 {lat.get('p99', 0):8.0f}us errors {j.get('errors', {}).get('total', '?')}")
 EOF
