@@ -177,15 +177,12 @@ void map_line(parse_state& st, const statement& s) {
     e.compiled = r.re;
   } else {
     if (!key.empty() && key[0] == '\\') key = key.substr(1);  // "\default" = the key "default"
-    e.key = m.hostnames ? [&] {
-      std::string k = key;
-      for (auto& c : k) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      return k;
-    }()
-                        : key;
+    // nginx matches map keys without regard to case: keys are stored lower-cased.
+    for (auto& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    e.key = key;
     for (const auto& other : m.entries)
       if (!other.is_regex && other.key == e.key)
-        st.fail(s.line, fmt::format("conflicting parameter \"{}\"", w[0].text),
+        st.fail(s.line, fmt::format("conflicting parameter \"{}\"", e.key),
                 "this key is already in the map: keep one line for it");
   }
   m.entries.push_back(std::move(e));

@@ -230,7 +230,7 @@ struct map_block {  // map $source $result { ... }
   std::string result;  // variable name without '$'
   std::optional<template_string> default_value;
   struct entry {
-    std::string key;  // exact (case-insensitive unless "hostnames"), or regex when is_regex
+    std::string key;  // exact, lower-cased (nginx ignores case), or regex when is_regex
     bool is_regex = false, icase = false;
     template_string value;
     std::shared_ptr<const regex> compiled;  // is_regex only; `key` holds the source without ~/~*

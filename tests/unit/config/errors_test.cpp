@@ -236,6 +236,8 @@ const error_case cases[] = {
      "invalid number of the map parameters", 1},
     {"map_conflict", "events {} http { map $a $b { a b; a c; } }", "conflicting parameter \"a\"",
      1},
+    {"map_conflict_case", "events {} http { map $a $b { foo 1; Foo 2; } }",
+     "conflicting parameter \"foo\"", 1},
     {"map_default", "events {} http { map $a $b { default a; default c; } }",
      "duplicate default map parameter", 1},
     {"include_missing", "events {}\nhttp { include /nonexistent/x.conf; }",

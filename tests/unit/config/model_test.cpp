@@ -431,6 +431,10 @@ TEST(Map, EntriesRegexAndHostnames) {
   EXPECT_TRUE(m.entries[2].compiled->match("ws.x"));
   EXPECT_EQ(m.entries[3].key, "default");  // escaped: a key, not the default
   EXPECT_EQ(m.default_value->raw, "b0");
+  // Exact keys are lower-cased: nginx matches them without regard to case (checked with
+  // nginx 1.22: "Foo 1;" answers for ?x=foo, ?x=FOO and ?x=Foo).
+  auto c2 = load_ok("events {} http { map $arg_x $y { Foo 1; } }");
+  EXPECT_EQ(c2->http->maps[0].entries[0].key, "foo");
 }
 
 TEST(Map, Include) {
