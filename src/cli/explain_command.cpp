@@ -255,7 +255,9 @@ void print_human(const routing::request_info& rq, const routing::decision& d) {
       std::printf("action:   redirect %d  Location: %s\n", d.status, d.location_header.c_str());
       break;
     case routing::action::respond:
-      if (d.status == 444)
+      if (!d.server)
+        std::printf("action:   none: the connection is refused (no server listens there)\n");
+      else if (d.status == 444)
         std::printf("action:   close the connection without a response (444)\n");
       else
         std::printf("action:   respond %d%s%s\n", d.status,
