@@ -330,7 +330,11 @@ int serve(const serve_options& o) {
       log_error(log_level::notice, "signal 1 (SIGHUP) received, reconfiguring");
       loaded next = load(o);
       if (!next.rt) {
-        log_error(log_level::emerg, next.error + "; the running configuration stays");
+        std::string why = next.error;
+        if (why.rfind("wsgate: [emerg] ", 0) == 0) why.erase(0, 16);
+        for (auto& c : why)
+          if (c == '\n') c = ' ';
+        log_error(log_level::emerg, why + "; the running configuration stays");
         continue;
       }
       listener_set added;

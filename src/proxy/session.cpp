@@ -728,19 +728,22 @@ awaitable<upstream_failure> session::connect_upstream(const routing::decision& d
   const auto& peers = g ? g->peers : dynamic;
   if (peers.empty()) co_return upstream_failure::error;
 
-  // An idle keep-alive connection first (it must still be open and within its limits).
-  if (g && g->keepalive > 0) {
-    for (auto it = w_.idle_upstreams.begin(); it != w_.idle_upstreams.end(); ++it) {
-      if (it->first.compare(0, key.size() + 1, key + "|") != 0) continue;
-      auto& idle = it->second;
-      while (!idle.empty()) {
-        auto conn = std::move(idle.back());
-        idle.pop_back();
+  const unsigned start = g ? g->next.fetch_add(1, std::memory_order_relaxed) : 0;
+  upstream_failure last = upstream_failure::error;
+  for (size_t i = 0; i < peers.size(); ++i) {
+    const socket_address& peer = peers[(start + i) % peers.size()];
+    upstream_addr_ = peer.text;
+    // As nginx's keepalive module: the balancer picks the peer, then an idle connection to
+    // that peer is reused when one is still open and within its limits.
+    if (g && g->keepalive > 0 && i == 0) {
+      auto it = w_.idle_upstreams.find(key + "|" + peer.text);
+      while (it != w_.idle_upstreams.end() && !it->second.empty()) {
+        auto conn = std::move(it->second.back());
+        it->second.pop_back();
         char probe;
         const ssize_t r = ::recv(conn->socket.native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
         const bool alive = r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
         if (alive && clock::now() - conn->idle_since < g->keepalive_timeout) {
-          upstream_addr_ = conn->peer;
           s_->upstream = std::move(conn);
           reused = true;
           co_return upstream_failure::none;
@@ -750,13 +753,6 @@ awaitable<upstream_failure> session::connect_upstream(const routing::decision& d
         --w_.connections;
       }
     }
-  }
-
-  const unsigned start = g ? g->next.fetch_add(1, std::memory_order_relaxed) : 0;
-  upstream_failure last = upstream_failure::error;
-  for (size_t i = 0; i < peers.size(); ++i) {
-    const socket_address& peer = peers[(start + i) % peers.size()];
-    upstream_addr_ = peer.text;
     if (w_.connections >= w_.max_connections) {
       log_error(log_level::alert,
                 std::to_string(w_.max_connections) +
