@@ -1083,6 +1083,15 @@ void h_balancer(S& st, const T& s) {
   if (up.balancer != "round_robin")
     st.snap->notices.push_back({st.here(s.line), "load balancing method redefined"});
   up.balancer = dname(s);
+  if (dname(s) == "hash") {
+    up.hash_key = st.tmpl(arg(s, 1), s.line);
+    if (nargs(s) == 2) {
+      if (arg(s, 2) != "consistent")
+        st.fail(s.line, fmt::format("invalid parameter \"{}\"", arg(s, 2)),
+                "write `hash KEY;` or `hash KEY consistent;`");
+      up.hash_consistent = true;
+    }
+  }
 }
 
 // ---- map -------------------------------------------------------------------------------------

@@ -94,6 +94,9 @@ void parse_state::parse(context_flag ctx, bool in_block) {
         if (!in_block) fail(s.line, "unexpected \"}\"", syntax_hint("unexpected \"}\""));
         return;
       default:
+        if (s.ends == statement::end::block_start && file == "command line")
+          fail(s.line, "block directives are not supported in -g option",
+               "put blocks in the configuration file; -g takes `name value;` directives only");
         if (ctx == ctx_map)
           map_line(*this, s);
         else

@@ -222,6 +222,8 @@ struct upstream {
   int keepalive_requests = 1000;
   duration keepalive_timeout = std::chrono::seconds(60);
   std::string balancer = "round_robin";  // least_conn, ip_hash, hash
+  template_string hash_key;              // hash KEY [consistent]
+  bool hash_consistent = false;
   source_loc where;
 };
 

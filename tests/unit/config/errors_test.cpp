@@ -231,6 +231,8 @@ const error_case cases[] = {
      "events {} http {\nserver { location / { proxy_pass http://backend:8000/; } }\n"
      "upstream backend { server 127.0.0.1:1; } }",
      "upstream \"backend\" may not have port 8000", 2},
+    {"hash_parameter", "events {} http { upstream u { hash $uri always; server 127.0.0.1:1; } }",
+     "invalid parameter \"always\"", 1},
     {"map_result", "events {} http { map $a b { } }", "invalid variable name \"b\"", 1},
     {"map_params", "events {} http { map $a $b { a b c; } }",
      "invalid number of the map parameters", 1},
@@ -338,6 +340,19 @@ TEST(LoadErrors, GlobalDirectivesErrorInCommandLine) {
   auto r2 = test::load_path(path, "daemon off");
   ASSERT_TRUE(r2.error);
   EXPECT_EQ(r2.error->message, "unexpected end of parameter, expecting \";\"");
+}
+
+TEST(LoadErrors, GlobalDirectivesRefuseBlocks) {
+  test::temp_dir dir;
+  std::string path = dir.write("nginx.conf", "events {}\n");
+  auto r = test::load_path(path, "events {}");
+  ASSERT_TRUE(r.error);
+  EXPECT_EQ(r.error->message, "block directives are not supported in -g option");
+  EXPECT_EQ(r.error->where.file, "command line");
+  auto u = test::load_path(path, "foo;");
+  ASSERT_TRUE(u.error);
+  EXPECT_EQ(u.error->format().substr(0, u.error->format().find('\n')),
+            "wsgate: [emerg] unknown directive \"foo\" in command line");
 }
 
 TEST(LoadErrors, GlobalDirectiveThenFileIsDuplicate) {

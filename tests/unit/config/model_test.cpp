@@ -407,6 +407,27 @@ TEST(Upstream, ServersAndOptions) {
   EXPECT_EQ(u.keepalive_timeout, 30s);
 }
 
+TEST(Upstream, Balancers) {
+  auto c = load_ok(
+      "events {} http { upstream a { ip_hash; server 127.0.0.1:1; }\n"
+      " upstream b { hash $request_uri consistent; server 127.0.0.1:1; }\n"
+      " upstream c { server 127.0.0.1:1; } }");
+  ASSERT_TRUE(c);
+  const auto& ups = c->http->upstreams;
+  EXPECT_EQ(ups.at("a").balancer, "ip_hash");
+  EXPECT_EQ(ups.at("b").balancer, "hash");
+  EXPECT_EQ(ups.at("b").hash_key.raw, "$request_uri");
+  EXPECT_TRUE(ups.at("b").hash_consistent);
+  EXPECT_EQ(ups.at("c").balancer, "round_robin");
+  EXPECT_EQ(ups.at("c").keepalive, 0);
+  EXPECT_EQ(ups.at("c").keepalive_timeout, 60s);
+  EXPECT_EQ(ups.at("c").keepalive_requests, 1000);
+  EXPECT_TRUE(c->notices.empty());
+  auto r = load_ok("events {} http { upstream a { least_conn; ip_hash; server 127.0.0.1:1; } }");
+  ASSERT_EQ(r->notices.size(), 1u);
+  EXPECT_EQ(r->notices[0].text, "load balancing method redefined");
+}
+
 TEST(Map, EntriesRegexAndHostnames) {
   auto c = load_ok(
       "events {} http {\n"
