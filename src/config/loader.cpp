@@ -147,7 +147,9 @@ void parse_state::include(const std::string& pattern, int line, context_flag ctx
   }
 
   for (const auto& path : paths) {
-    if (fs::is_directory(path)) continue;  // glob(3) lists directories too; nginx skips them
+    if (fs::is_directory(path))  // nginx fails on a directory, named or matched by a glob
+      fail(line, fmt::format("pread() \"{}\" failed ({}: {})", path, EISDIR, std::strerror(EISDIR)),
+           "include files, not directories: add a glob such as `" + pattern + "/*.conf`");
     for (const auto& open : include_stack)
       if (open == path)
         fail(line, fmt::format("\"{}\" includes itself (through \"include\")", path),

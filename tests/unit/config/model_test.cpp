@@ -685,6 +685,17 @@ TEST(Include, RecursionIsAnError) {
   EXPECT_EQ(r.error->where.file, (dir.path() / "b.conf").string());
 }
 
+TEST(Include, DirectoryIsAnError) {
+  test::temp_dir dir;
+  dir.write("conf.d/site.conf/x", "");  // a directory whose name matches the glob
+  auto path = dir.write("nginx.conf", "events {}\ninclude conf.d/*.conf;\n");
+  auto r = test::load_path(path);
+  ASSERT_TRUE(r.error);
+  EXPECT_EQ(r.error->message, "pread() \"" + (dir.path() / "conf.d/site.conf").string() +
+                                  "\" failed (21: Is a directory)");
+  EXPECT_EQ(r.error->where.line, 2);
+}
+
 TEST(Include, SameFileTwiceIsFine) {
   test::temp_dir dir;
   dir.write("h.conf", "proxy_set_header A b;\n");
