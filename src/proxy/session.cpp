@@ -1226,9 +1226,10 @@ awaitable<void> session::run_session() {
       duration wait = header_timeout_;
       if (!first) wait = settings().keepalive_timeout.value_or(std::chrono::seconds(75));
       s_->arm(wait);
-      if (!first) w_.idle_clients.insert(&s_->client);
+      if (w_.draining) break;  // QUIT closes connections waiting for a request
+      w_.idle_clients.insert(&s_->client);
       auto [ec] = co_await s_->client.async_wait(tcp::socket::wait_read, use_nothrow);
-      if (!first) w_.idle_clients.erase(&s_->client);
+      w_.idle_clients.erase(&s_->client);
       s_->disarm();
       if (ec) break;
     }
