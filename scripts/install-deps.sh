@@ -8,10 +8,14 @@ packages=(
   libboost1.81-all-dev libssl-dev libpcre2-dev nlohmann-json3-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev liburing-dev
   libespeak-ng-dev espeak-ng sox
-  nginx curl haproxy
+  nginx curl haproxy openssl
   python3 python3-fastapi python3-uvicorn python3-websockets
   nodejs node-ws
+  chromium
 )
+# npm installs the browser test's playwright-core (tests/e2e/browser). A nodejs package that ships its
+# own npm conflicts with Debian's npm package, so that one is wanted only when no npm is on PATH.
+command -v npm >/dev/null || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -4,6 +4,7 @@
 #include <boost/asio.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/beast.hpp>
+#include <boost/crc.hpp>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -239,9 +240,13 @@ awaitable<void> speak(service& svc, ws_stream& ws, voice::speech_request request
     co_await ws.async_write(asio::buffer(audio.wav.data() + off, n), use_awaitable);
     ++messages;
   }
+  // The WAV's CRC-32 (zlib's), so a client can tell the relayed bytes are the ones sent.
+  boost::crc_32_type crc;
+  crc.process_bytes(audio.wav.data(), audio.wav.size());
   const json end{
       {"type", "audio_end"},
       {"bytes", audio.wav.size()},
+      {"crc32", crc.checksum()},
       {"messages", messages},
       {"format", "wav"},
       {"encoding", "pcm_s16le"},

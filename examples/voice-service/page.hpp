@@ -23,7 +23,7 @@ inline constexpr std::string_view test_page = R"html(<!doctype html>
   <label>language <select id="language"><option>ar</option><option>en</option></select></label>
   <label>voice <select id="voice_type"><option>female</option><option>male</option></select></label>
   <button id="connect">reconnect</button>
-  status: <strong id="status">connecting</strong>
+  status: <strong id="status" data-testid="status">connecting</strong>
 </p>
 <p>URL: <code id="url"></code></p>
 <p>
@@ -31,11 +31,15 @@ inline constexpr std::string_view test_page = R"html(<!doctype html>
   <button id="send">send text</button>
   <button id="ping">ping</button>
 </p>
-<div id="log"></div>
+<div id="log" data-testid="log"></div>
+<p id="player" data-testid="player"></p>
 <script>
 'use strict';
 let ws = null;
 let audioParts = [];
+// Every event, in order, for automated tests (and curious users in the console): received JSON
+// messages as parsed, binary ones as {type: 'binary', bytes}, and the reply player's media events.
+window.__events = [];
 const $ = (id) => document.getElementById(id);
 
 function log(cls, text) {
@@ -69,31 +73,47 @@ function connect() {
   ws.binaryType = 'blob';
   ws.onopen = () => {
     $('status').textContent = 'connected';
+    window.__events.push({type: 'ws_open', url: url});
     log('in', 'Connected!');
     send({type: 'ping'});
   };
   ws.onmessage = (e) => {
     if (typeof e.data !== 'string') {
       audioParts.push(e.data);
+      window.__events.push({type: 'binary', bytes: e.data.size});
       log('in', '< <binary ' + e.data.size + ' bytes>');
       return;
     }
     log('in', '< ' + e.data);
     let msg;
     try { msg = JSON.parse(e.data); } catch (err) { log('err', 'not JSON: ' + err); return; }
+    window.__events.push(msg);
     if (msg.type === 'pong') { $('status').textContent = 'pong received'; }
     if (msg.type === 'audio_end') {
       const blob = new Blob(audioParts, {type: 'audio/wav'});
       audioParts = [];
       log('in', 'playing ' + blob.size + ' bytes of audio');
       const audio = new Audio(URL.createObjectURL(blob));
+      // The player stays on the page (the last reply), so it can be replayed and inspected.
+      audio.controls = true;
+      audio.dataset.testid = 'reply-audio';
+      audio.dataset.bytes = String(blob.size);
+      for (const name of ['loadedmetadata', 'playing', 'ended', 'error']) {
+        audio.addEventListener(name, () => window.__events.push(
+            {type: 'media_' + name, duration: audio.duration, error: audio.error ? audio.error.code : null}));
+      }
+      $('player').replaceChildren(audio);
       audio.play().then(() => { $('status').textContent = 'playing reply'; })
-                  .catch((err) => log('err', 'cannot play audio: ' + err));
+                  .catch((err) => {
+                    window.__events.push({type: 'play_error', message: String(err)});
+                    log('err', 'cannot play audio: ' + err);
+                  });
     }
   };
   ws.onerror = (e) => { log('err', 'Error: WebSocket error (see the browser console)'); };
   ws.onclose = (e) => {
     $('status').textContent = 'closed ' + e.code;
+    window.__events.push({type: 'ws_close', code: e.code, reason: e.reason});
     log(e.code === 1000 ? 'in' : 'err', 'closed: code ' + e.code + (e.reason ? ' (' + e.reason + ')' : ''));
   };
 }

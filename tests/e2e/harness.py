@@ -14,6 +14,7 @@ VOICE_SERVICE = os.environ.get("VOICE_SERVICE", "voice-service")
 PROBE = os.environ.get("WSGATE_PROBE", "wsgate-probe")
 SOURCE_DIR = os.environ.get("WSGATE_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 NGINX = os.environ.get("NGINX", "/usr/sbin/nginx")
+WSGATE = os.environ.get("WSGATE", "wsgate")
 
 
 def free_port():
@@ -22,9 +23,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_port(port, timeout=10.0):
+def wait_port(port, timeout=10.0, exited=None):
+    """Waits until 127.0.0.1:port accepts; `exited` (a Popen) stops the wait early when it dies."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if exited is not None and exited.poll() is not None:
+            raise RuntimeError(f"it exited with status {exited.returncode} before listening on {port}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
@@ -63,33 +67,60 @@ class VoiceService:
         return self.proc.returncode
 
 
-class Nginx:
-    """Debian's nginx with one of examples/configs/*.conf rewritten to test ports."""
+def proxy_config(config_name, port, backend_port, extra_server="", extra_http=""):
+    """One of examples/configs/*.conf with its listen port and backend address rewritten for a test."""
+    with open(os.path.join(SOURCE_DIR, "examples", "configs", config_name)) as f:
+        text = f.read()
+    if "listen 127.0.0.1:8080;" not in text:
+        raise RuntimeError(f"{config_name}: no 'listen 127.0.0.1:8080;' to rewrite to a test port")
+    text = text.replace("listen 127.0.0.1:8080;", f"listen 127.0.0.1:{port};" + extra_server)
+    text = text.replace("localhost:8000", f"127.0.0.1:{backend_port}")
+    text = text.replace("127.0.0.1:8000", f"127.0.0.1:{backend_port}")
+    return text.replace("http {", "http {\n    access_log off;" + extra_http, 1)
+
+
+class Proxy:
+    """A reverse proxy (nginx or wsgate, the same flags) running one of examples/configs/*.conf
+    rewritten to a test port in front of the backend at backend_port."""
+
+    name = "proxy"
+    binary = None
 
     def __init__(self, config_name, backend_port, extra_server="", extra_http=""):
-        self.dir = tempfile.TemporaryDirectory(prefix="e2e-nginx-")
+        self.dir = tempfile.TemporaryDirectory(prefix=f"e2e-{self.name}-")
         self.port = free_port()
-        with open(os.path.join(SOURCE_DIR, "examples", "configs", config_name)) as f:
-            text = f.read()
-        text = text.replace("listen 127.0.0.1:8080;", f"listen 127.0.0.1:{self.port};" + extra_server)
-        text = text.replace("localhost:8000", f"127.0.0.1:{backend_port}")
-        text = text.replace("127.0.0.1:8000", f"127.0.0.1:{backend_port}")
-        text = text.replace("http {", "http {\n    access_log off;" + extra_http, 1)
-        # nginx started as root runs workers as nobody, who cannot read the temporary directory.
-        text = "user root;\n" + text
-        self.conf = os.path.join(self.dir.name, "nginx.conf")
+        self.config_name = config_name
+        self.conf = os.path.join(self.dir.name, f"{self.name}.conf")
         with open(self.conf, "w") as f:
-            f.write(text)
+            f.write(self.prepare(proxy_config(config_name, self.port, backend_port, extra_server, extra_http)))
         self.error_log = os.path.join(self.dir.name, "error.log")
-        self.proc = subprocess.Popen(
-            [NGINX, "-p", self.dir.name, "-c", self.conf, "-g",
-             f"daemon off; pid {self.dir.name}/nginx.pid; error_log {self.error_log} info;"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # Its output goes to a file: a pipe nobody reads could fill and stall it.
+        self.output_path = os.path.join(self.dir.name, "output.log")
+        with open(self.output_path, "w") as out:
+            self.proc = subprocess.Popen(
+                [self.binary, "-p", self.dir.name, "-c", self.conf, "-g",
+                 f"daemon off; pid {self.dir.name}/{self.name}.pid; error_log {self.error_log} info;"],
+                stdout=out, stderr=subprocess.STDOUT)
         try:
-            wait_port(self.port)
-        except RuntimeError:
+            wait_port(self.port, exited=self.proc)
+        except RuntimeError as e:
+            logs = self.logs()
             self.stop()
-            raise RuntimeError(f"nginx did not start: {self.proc.stdout.read()}")
+            raise RuntimeError(f"{self.name} ({self.binary}) did not serve {config_name}: {e}\n{logs}") from None
+
+    def prepare(self, text):
+        return text
+
+    def logs(self):
+        """Its output and error log, for failure messages."""
+        parts = []
+        for label, path in [("output", self.output_path), ("error log", self.error_log)]:
+            try:
+                with open(path, errors="replace") as f:
+                    parts.append(f"--- {self.name} {label}:\n{f.read()[-4000:]}")
+            except OSError:
+                parts.append(f"--- {self.name} {label}: (none)")
+        return "\n".join(parts)
 
     def stop(self):
         if self.proc.poll() is None:
@@ -99,8 +130,28 @@ class Nginx:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.proc.stdout.close()
         self.dir.cleanup()
+
+
+class Nginx(Proxy):
+    """Debian's nginx, the behavioural reference."""
+
+    name = "nginx"
+    binary = NGINX
+
+    def prepare(self, text):
+        # nginx started as root runs workers as nobody, who cannot read the temporary directory.
+        return "user root;\n" + text
+
+
+class Wsgate(Proxy):
+    """wsgate, started exactly as nginx is (-p, -c, -g)."""
+
+    name = "wsgate"
+    binary = WSGATE
+
+
+PROXIES = {"nginx": Nginx, "wsgate": Wsgate}
 
 
 def probe(*args, stdin=None, timeout=30):
