@@ -30,7 +30,7 @@ request_info handshake() {
   return r;
 }
 
-TEST(SeedConfigs, BothSeedConfigsSendTheSameUpstreamUri) {
+TEST(RoutingSeedConfigs, BothSeedConfigsSendTheSameUpstreamUri) {
   for (const char* name : {"seed-broken.conf", "seed-fixed.conf"}) {
     SCOPED_TRACE(name);
     auto c = example(name);
@@ -54,7 +54,7 @@ TEST(SeedConfigs, BothSeedConfigsSendTheSameUpstreamUri) {
   }
 }
 
-TEST(SeedConfigs, NoUpgradeSendsAPlainGet) {
+TEST(RoutingSeedConfigs, NoUpgradeSendsAPlainGet) {
   auto c = example("no-upgrade.conf");
   ASSERT_TRUE(c);
   auto d = route(*c, handshake());
@@ -67,7 +67,7 @@ TEST(SeedConfigs, NoUpgradeSendsAPlainGet) {
   EXPECT_TRUE(has_warning(lint(*c), "ws-upgrade-not-forwarded"));
 }
 
-TEST(SeedConfigs, RecommendedServesBoth) {
+TEST(RoutingSeedConfigs, RecommendedServesBoth) {
   auto c = example("recommended.conf");
   ASSERT_TRUE(c);
   auto ws = route(*c, handshake());
