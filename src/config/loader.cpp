@@ -32,7 +32,9 @@ template_string parse_state::tmpl(const std::string& raw, int line) const {
   template_string t;
   std::string err;
   if (!split_template(raw, t, err))
-    fail(line, err, "a `$` starts a variable: write `${name}` next to letters, or `$$`-free text");
+    fail(line, err,
+         "`$` starts a variable name of letters, digits and _; write `${name}` when text follows "
+         "it directly (nginx has no escape for a literal `$`)");
   return t;
 }
 

@@ -29,6 +29,13 @@ const error_case cases[] = {
      "unexpected end of file, expecting \";\" or \"}\"", 2},
     {"eof_in_quote", "events {} http { server { server_name \"a; } }",
      "unexpected end of file, expecting \";\" or \"}\"", 2},
+    {"multiline_directive_reported_at_end",
+     "events {} http { server { location /a {\nproxy_buffering\n  maybe\n  ; } } }",
+     "invalid value \"maybe\" in \"proxy_buffering\" directive, it must be \"on\" or \"off\"", 4},
+    {"multiline_block_reported_at_brace", "events {} http {\nserver {\nlocation\n== /a\n{} } }",
+     "invalid location modifier \"==\"", 5},
+    {"quote_then_quote", "events {} http { server { server_name 'a'\"b\"; } }", "unexpected \"\"\"",
+     1},
     // ngx_conf_handler
     {"unknown", "events {}\nhttp {\n  server { foo; }\n}", "unknown directive \"foo\"", 3},
     {"not_allowed", "events {}\nhttp { server { location /b {\nlisten 80; } } }",
