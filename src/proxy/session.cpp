@@ -142,12 +142,16 @@ struct connection_state {
   bool timed_out = false;
   bool finished = false;
 
+  duration shortest = duration::max();  // the shortest timeout this connection has armed
+
+  // The watchdog sleeps at most `shortest` at a time, so a new deadline is never earlier than
+  // its timer once every kind of step has run: a busy connection re-arms nothing.
   void arm(duration d) {
     const auto next = clock::now() + d;
-    const bool earlier = next < timer.expiry();
     deadline = next;
     timed_out = false;
-    if (earlier) timer.cancel();
+    if (d < shortest) shortest = d;
+    if (next < timer.expiry()) timer.cancel();
   }
   void disarm() { deadline = clock::time_point::max(); }
 };
@@ -156,7 +160,10 @@ struct connection_state {
 // step then completes with operation_aborted and timed_out set.
 awaitable<void> watchdog(std::shared_ptr<connection_state> s) {
   while (!s->finished) {
-    s->timer.expires_at(s->deadline);
+    const auto now = clock::now();
+    s->timer.expires_at(s->shortest == duration::max() || s->deadline - now < s->shortest
+                            ? s->deadline
+                            : now + s->shortest);
     co_await s->timer.async_wait(use_nothrow);
     if (s->finished) break;
     if (clock::now() >= s->deadline) {
@@ -1127,9 +1134,15 @@ awaitable<bool> session::proxy_request(routing::decision& d, int override_status
     out_ += kCrlf;
   }
   upc.in.consume(head.size);
-  if (co_await write_client(out_)) {
-    release_upstream(false);
-    co_return false;
+  // The head goes out with the first piece of the body when that is already here (one write
+  // for a small response).
+  bool head_pending = true;
+  if (no_body || upc.in.empty()) {
+    head_pending = false;
+    if (co_await write_client(out_)) {
+      release_upstream(false);
+      co_return false;
+    }
   }
 
   // The body, as it arrives.
@@ -1190,8 +1203,10 @@ awaitable<bool> session::proxy_request(routing::decision& d, int override_status
       if (!piece.empty()) {
         char hdr[24];
         const size_t hl = chunk_to_client ? http::chunk_header(hdr, piece.size()) : 0;
-        std::array<asio::const_buffer, 3> bufs{asio::buffer(hdr, hl), asio::buffer(piece),
-                                               asio::buffer(kCrlf.data(), chunk_to_client ? 2 : 0)};
+        std::array<asio::const_buffer, 4> bufs{
+            asio::buffer(out_.data(), head_pending ? out_.size() : 0), asio::buffer(hdr, hl),
+            asio::buffer(piece), asio::buffer(kCrlf.data(), chunk_to_client ? 2 : 0)};
+        head_pending = false;
         const auto ec = co_await write_client(bufs);
         if (ec) {
           release_upstream(false);
@@ -1200,6 +1215,10 @@ awaitable<bool> session::proxy_request(routing::decision& d, int override_status
         body_bytes_sent_ += piece.size();
       }
       upc.in.consume(consumed);
+    }
+    if (head_pending && co_await write_client(out_)) {
+      release_upstream(false);
+      co_return false;
     }
     if (complete && chunk_to_client) {
       if (co_await write_client(std::string_view("0\r\n\r\n"))) {
