@@ -278,7 +278,7 @@ TEST_P(LoadErrors, MessageAndLine) {
 TEST_P(LoadErrors, SameAsNginx) {
   const error_case& c = GetParam();
   if (!c.nginx_same) GTEST_SKIP() << "a deliberate difference from nginx";
-  if (!test::have_nginx()) GTEST_SKIP() << "no /usr/sbin/nginx";
+  if (!test::have_nginx()) GTEST_SKIP() << "needs /usr/sbin/nginx and root";
   test::temp_dir dir;
   std::string path = dir.write("nginx.conf", c.conf + "\n");
   std::string expected = c.message;

@@ -53,8 +53,8 @@ inline bool have_nginx() {
 // Runs `nginx -t` on a file and returns its [emerg] line without the timestamp and pid, e.g.
 // `unknown directive "foo" in /tmp/x/nginx.conf:3`; "" when the test passed.
 inline std::string nginx_emerg(const std::string& conf_path, const std::string& dir) {
-  std::string cmd = std::string(nginx_binary()) + " -t -q -c " + conf_path + " -g 'pid " + dir +
-                    "/nginx.pid; error_log stderr;' 2>&1";
+  std::string cmd = std::string(nginx_binary()) + " -e stderr -t -q -c " + conf_path + " -g 'pid " +
+                    dir + "/nginx.pid; error_log stderr;' 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return "popen failed";
   std::string out, line;
