@@ -26,13 +26,20 @@ bool same_addr(const config::listen_setting& l, std::string_view local) {
 }
 
 // nginx's implicit listen for a server without one: *:80 when run as root, *:8000 otherwise.
-std::vector<config::listen_setting> effective_listens(const config::server& s) {
-  if (!s.listens.empty()) return s.listens;
-  config::listen_setting l;
-  l.addr = "*";
-  l.port = geteuid() == 0 ? 80 : 8000;
-  l.where = s.where;
-  return {l};
+const config::listen_setting& implicit_listen() {
+  static const config::listen_setting l = [] {
+    config::listen_setting x;
+    x.addr = "*";
+    x.port = geteuid() == 0 ? 80 : 8000;
+    return x;
+  }();
+  return l;
+}
+
+template <class F>
+void for_each_listen(const config::server& s, F&& f) {
+  if (s.listens.empty()) return f(implicit_listen());
+  for (const auto& l : s.listens) f(l);
 }
 
 }  // namespace
@@ -44,11 +51,11 @@ listen_group find_listen_group(const config::snapshot& config, std::string_view 
   if (!config.http) return {};
   for (const auto& s : config.http->servers) {
     bool in_specific = false, in_wildcard = false;
-    for (const auto& l : effective_listens(*s)) {
-      if (l.port != local_port) continue;
+    for_each_listen(*s, [&](const config::listen_setting& l) {
+      if (l.port != local_port) return;
       if (is_wildcard(l)) {
         const bool v6 = l.ipv6 || l.addr == "::" || l.addr == "[::]";
-        if (v6 != local_v6 || in_wildcard) continue;
+        if (v6 != local_v6 || in_wildcard) return;
         in_wildcard = true;
         wildcard.servers.push_back(s.get());
         if (l.default_server && !wildcard.default_server) {
@@ -63,7 +70,7 @@ listen_group find_listen_group(const config::snapshot& config, std::string_view 
           specific.default_marked = true;
         }
       }
-    }
+    });
   }
   const std::string port = std::to_string(local_port);
   listen_group& g = specific.servers.empty() ? wildcard : specific;

@@ -44,7 +44,8 @@ bool has_token(std::string_view value, std::string_view token) {
   return false;
 }
 
-const std::string* find_header(const header_list& h, std::string_view name) {
+template <class List>
+auto find_header(const List& h, std::string_view name) -> decltype(&h.front().second) {
   for (const auto& [n, v] : h)
     if (iequals(n, name)) return &v;
   return nullptr;
@@ -55,7 +56,8 @@ const std::string* find_header(const header_list& h, std::string_view name) {
 bool valid_header_name(std::string_view name, bool underscores) {
   if (name.empty()) return false;
   for (char c : name) {
-    if (std::isalnum(static_cast<unsigned char>(c)) || c == '-') continue;
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-')
+      continue;
     if (c == '_' && underscores) continue;
     return false;
   }
@@ -312,21 +314,23 @@ void set_proxy_vars(eval_context& ctx, const std::string& scheme, const std::str
   }
 }
 
-struct default_header {
-  const char* name;
-  const char* value;
-};
 // ngx_http_proxy_headers: appended after the proxy_set_header list unless it names them.
-constexpr default_header kDefaultHeaders[] = {
-    {"Host", "$proxy_host"},
-    {"Connection", "close"},
-    {"Content-Length", "$proxy_internal_body_length"},
-    {"Transfer-Encoding", "$proxy_internal_chunked"},
-    {"TE", ""},
-    {"Keep-Alive", ""},
-    {"Expect", ""},
-    {"Upgrade", ""},
-};
+const std::vector<std::pair<std::string, config::template_string>>& default_headers() {
+  static const auto* list = [] {
+    auto* l = new std::vector<std::pair<std::string, config::template_string>>;
+    for (const auto& [n, v] : {std::pair<const char*, const char*>{"Host", "$proxy_host"},
+                               {"Connection", "close"},
+                               {"Content-Length", "$proxy_internal_body_length"},
+                               {"Transfer-Encoding", "$proxy_internal_chunked"},
+                               {"TE", ""},
+                               {"Keep-Alive", ""},
+                               {"Expect", ""},
+                               {"Upgrade", ""}})
+      l->emplace_back(n, detail::make_template(v));
+    return l;
+  }();
+  return *list;
+}
 
 void build_upstream(decision& d, const config::location& loc, const request_info& rq,
                     eval_context& ctx, const uri_state& st, bool underscores) {
@@ -404,20 +408,22 @@ void build_upstream(decision& d, const config::location& loc, const request_info
   // The headers: proxy_set_header in effect, then nginx's defaults it does not name, then the
   // client's headers that none of those names.
   struct entry {
-    std::string name;
-    config::template_string value;
+    std::string_view name;
+    const config::template_string* value;
   };
+  // At most the set list plus the eight defaults: no allocation beyond this vector.
   std::vector<entry> list;
+  list.reserve((set.proxy_set_header ? set.proxy_set_header->size() : 0) + 8);
   if (set.proxy_set_header)
-    for (const auto& h : *set.proxy_set_header) list.push_back({h.name, h.value});
-  for (const auto& dh : kDefaultHeaders) {
+    for (const auto& h : *set.proxy_set_header) list.push_back({h.name, &h.value});
+  for (const auto& dh : default_headers()) {
     const bool named = std::any_of(list.begin(), list.end(),
-                                   [&](const entry& e) { return iequals(e.name, dh.name); });
-    if (!named) list.push_back({dh.name, detail::make_template(dh.value)});
+                                   [&](const entry& e) { return iequals(e.name, dh.first); });
+    if (!named) list.push_back({dh.first, &dh.second});
   }
 
-  const std::string* content_length = find_header(ctx.headers, "Content-Length");
-  const std::string* te = find_header(ctx.headers, "Transfer-Encoding");
+  const auto* content_length = find_header(ctx.headers, "Content-Length");
+  const auto* te = find_header(ctx.headers, "Transfer-Encoding");
   const bool chunked = te && has_token(*te, "chunked");
   const bool pass_body = setting(set.proxy_pass_request_body, true);
   const bool http11 = up.version == "HTTP/1.1";
@@ -427,20 +433,20 @@ void build_upstream(decision& d, const config::location& loc, const request_info
 
   for (const auto& e : list) {
     std::string value;
-    if (e.value.raw == "$proxy_internal_body_length") {
+    if (e.value->raw == "$proxy_internal_body_length") {
       if (!pass_body) continue;
       if (chunked && !streaming_chunked) {
         up.pending_content_length_at = static_cast<int>(up.headers.size());
         continue;
       }
-      if (content_length && !chunked) value = *content_length;
-    } else if (e.value.raw == "$proxy_internal_chunked") {
+      if (content_length && !chunked) value = std::string(*content_length);
+    } else if (e.value->raw == "$proxy_internal_chunked") {
       if (streaming_chunked) value = "chunked";
     } else {
-      value = evaluate(e.value, ctx);
+      value = evaluate(*e.value, ctx);
     }
     if (value.empty()) continue;  // nginx drops a header whose value is empty
-    up.headers.emplace_back(e.name, std::move(value));
+    up.headers.emplace_back(std::string(e.name), std::move(value));
   }
   if (setting(set.proxy_pass_request_headers, true)) {
     for (const auto& [name, value] : ctx.headers) {
@@ -500,8 +506,9 @@ decision route(const config::snapshot& config, const request_info& rq) {
   // Before Host is read nginx uses the default server's settings (merge_slashes, headers).
   const config::server& dflt = *group.default_server;
   const bool underscores = setting(dflt.underscores_in_headers, false);
+  ctx.headers.reserve(rq.headers.size());
   for (const auto& h : rq.headers)
-    if (valid_header_name(h.first, underscores)) ctx.headers.push_back(h);
+    if (valid_header_name(h.first, underscores)) ctx.headers.emplace_back(h.first, h.second);
 
   const parsed_target target = parse_target(rq.target, setting(dflt.merge_slashes, true));
   d.server = &dflt;
@@ -519,7 +526,7 @@ decision route(const config::snapshot& config, const request_info& rq) {
     if (iequals(n, "Host")) ++host_headers;
   if (host_headers > 1) return bad_request(std::move(d), "client sent duplicate host header");
   if (host.empty()) {
-    if (const std::string* h = find_header(ctx.headers, "Host")) {
+    if (const auto* h = find_header(ctx.headers, "Host")) {
       auto valid = validate_host(*h);
       if (!valid) return bad_request(std::move(d), "client sent invalid host header");
       host = *valid;
@@ -541,8 +548,8 @@ decision route(const config::snapshot& config, const request_info& rq) {
   ctx.request_host = host;
   ctx.host = host.empty() ? (srv.names.empty() ? "" : srv.names.front().name) : host;
 
-  if (const std::string* up = find_header(ctx.headers, "Upgrade")) {
-    const std::string* conn = find_header(ctx.headers, "Connection");
+  if (const auto* up = find_header(ctx.headers, "Upgrade")) {
+    const auto* conn = find_header(ctx.headers, "Connection");
     d.websocket = !up->empty() && conn && has_token(*conn, "upgrade");
   }
 

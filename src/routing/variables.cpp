@@ -13,22 +13,16 @@ namespace wsgate::routing {
 
 namespace {
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i])))
-      return false;
-  return true;
-}
+using detail::ascii_lower;
+using detail::iequals;
 
 // "$http_x_real_ip" names the header "X-Real-IP": lower-case, '-' read as '_'.
 bool header_matches_variable(std::string_view header, std::string_view var_suffix) {
   if (header.size() != var_suffix.size()) return false;
   for (size_t i = 0; i < header.size(); ++i) {
-    char c = static_cast<char>(std::tolower(static_cast<unsigned char>(header[i])));
+    char c = ascii_lower(header[i]);
     if (c == '-') c = '_';
-    if (c != std::tolower(static_cast<unsigned char>(var_suffix[i]))) return false;
+    if (c != ascii_lower(var_suffix[i])) return false;
   }
   return true;
 }
@@ -43,7 +37,7 @@ std::optional<std::string> header_variable(const eval_context& ctx, std::string_
   for (const auto& [name, value] : ctx.headers) {
     if (!header_matches_variable(name, suffix)) continue;
     if (!out) {
-      out = value;
+      out = std::string(value);
       if (sep.empty()) return out;
     } else {
       *out += sep;
@@ -195,7 +189,7 @@ std::string evaluate_map(const config::map_block& map, eval_context& ctx) {
   std::string key = evaluate(map.source, ctx);
   if (map.hostnames && !key.empty() && key.back() == '.') key.pop_back();
   std::string low = key;
-  for (auto& c : low) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (auto& c : low) c = ascii_lower(c);
 
   const config::template_string* found = nullptr;
   // Exact keys first, then (hostnames) the longest "*.x"/".x", then the longest "x.*".

@@ -17,7 +17,8 @@ struct eval_context {
   const config::snapshot* config = nullptr;
   const request_info* request = nullptr;
   const config::server* server = nullptr;
-  header_list headers;                // the client's headers nginx keeps (invalid names dropped)
+  // The client's headers nginx keeps (invalid names dropped): views into request_info.
+  std::vector<std::pair<std::string_view, std::string_view>> headers;
   std::string host;                   // $host
   std::string request_host;           // the request's own host (target or Host header), "" if none
   std::string uri;                    // $uri (decoded, current)
