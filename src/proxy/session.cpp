@@ -350,7 +350,7 @@ void session::append_add_headers(std::string& out, int status) {
         ctx.config = rt_->config.get();
         ctx.request = &info_;
         ctx.server = default_server_;
-        ctx.headers = info_.headers;
+        for (const auto& [n, v] : info_.headers) ctx.headers.emplace_back(n, v);
         ctx.host = request_host();
         ctx_ready = true;
       }
