@@ -228,6 +228,18 @@ int serve(const serve_options& o) {
     std::fprintf(stderr, "wsgate: [emerg] %s\n", err.c_str());
     return 1;
   }
+  // TLS termination is not implemented yet: refuse rather than serve plain HTTP on a port the
+  // configuration says is TLS.
+  if (cfg.http)
+    for (const auto& srv : cfg.http->servers)
+      for (const auto& l : srv->listens)
+        if (l.ssl) {
+          const std::string msg = "\"listen ... ssl\" is not supported yet (TLS termination) in " +
+                                  l.where.file + ":" + std::to_string(l.where.line);
+          std::fprintf(stderr, "wsgate: [emerg] %s\n", msg.c_str());
+          log_error(log_level::emerg, msg);
+          return 1;
+        }
   const int nworkers = std::max(1, cfg.main.worker_processes);
   listener_set listeners;
   std::string error;

@@ -458,7 +458,7 @@ void session::start_body(const http::request_head& h) {
 int session::body_failure_status(body_result r) {
   switch (r) {
     case body_result::timeout:
-      return 408;
+      return 0;  // nginx logs 408 and closes without an answer
     case body_result::too_large:
       return 413;
     case body_result::bad:
@@ -857,6 +857,12 @@ awaitable<upstream_failure> session::read_response_head(const routing::decision&
 
 awaitable<bool> session::proxy_request(routing::decision& d, int override_status) {
   const auto& up = d.upstream;
+  if (up.scheme == "https" || up.host.rfind("unix:", 0) == 0) {
+    log_error(log_level::error, "proxy_pass to " + up.scheme + "://" + up.host +
+                                    " is not supported yet (plain http upstreams only)" +
+                                    error_context());
+    co_return co_await respond_error(502);
+  }
   const bool client_body = !body_done_;
   const bool pass_body = up.pass_body && client_body;
   const bool spool = pass_body && up.pending_content_length_at >= 0;

@@ -138,6 +138,19 @@ class Failures(WsgateCase):
         self.assertTrue(r.startswith(b"HTTP/1.1 502 "), r[:60])
 
 
+class BodyTimeout(WsgateCase):
+    def test_client_body_timeout_closes_without_answer_as_nginx(self):
+        up = self.scripted(lambda c, h: time.sleep(3))
+        w = self.wsgate(f"""server {{ listen 127.0.0.1:PORT; client_body_timeout 1s;
+  location / {{ proxy_pass http://127.0.0.1:{up.port}; }} }}""")
+        for body in (b"Content-Length: 5\r\n\r\nab", b"Transfer-Encoding: chunked\r\n\r\n2\r\nab\r\n"):
+            start = time.monotonic()
+            r = exchange(w.port, b"POST / HTTP/1.1\r\nHost: a\r\n" + body, timeout=4)
+            self.assertEqual(r, b"")
+            self.assertLess(time.monotonic() - start, 3)
+        self.assertIn("client timed out", w.log())
+
+
 class Tunnel(WsgateCase):
     def test_bytes_flow_both_ways_with_early_data_and_half_close(self):
         got = []
