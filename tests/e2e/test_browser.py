@@ -33,7 +33,7 @@ PROXY = take_proxy_arg()
 
 def drive(url, screenshot):
     r = subprocess.run(["node", os.path.join(BROWSER_DIR, "drive.js"), url, screenshot, TEXT],
-                       capture_output=True, text=True, timeout=55, cwd=BROWSER_DIR,
+                       capture_output=True, text=True, timeout=25, cwd=BROWSER_DIR,
                        env=dict(os.environ, CHROMIUM=CHROMIUM))
     try:
         report = json.loads(r.stdout.strip().splitlines()[-1])

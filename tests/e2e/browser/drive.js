@@ -11,7 +11,7 @@ const {chromium} = require('playwright-core');
 
 const [pageUrl, screenshot, text] = process.argv.slice(2);
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const STEP_MS = 15000;
+const STEP_MS = 8000;
 
 async function main() {
   const report = {page_url: pageUrl, websockets: [], console: [], page_errors: []};
@@ -85,7 +85,7 @@ async function main() {
 
 // The test's own bound: the whole run, browser start to close, well under ctest's timeout.
 setTimeout(() => {
-  process.stdout.write(JSON.stringify({page_url: pageUrl, error: 'drive.js: timed out after 45 s'}) + '\n');
+  process.stdout.write(JSON.stringify({page_url: pageUrl, error: 'drive.js: timed out after 22 s'}) + '\n');
   process.exit(1);
-}, 45000).unref();
+}, 22000).unref();
 main();
