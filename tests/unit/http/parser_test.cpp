@@ -56,7 +56,7 @@ TEST(RequestParser, ParsesHeadWithViews) {
 }
 
 TEST(RequestParser, ByteByByteGivesTheSameAnswer) {
-  for (const std::string raw :
+  for (const std::string& raw :
        {std::string("GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
         std::string("GET /x HTTP/1.0\nConnection: keep-alive\n\n"),
         std::string("GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"),
