@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cli/commands.hpp"
+#include "config/directives.hpp"
 
 namespace {
 
@@ -27,7 +28,8 @@ constexpr const char* kUsage =
     "  -g directives : set global directives out of configuration file\n"
     "\n"
     "Commands:\n"
-    "  explain       : show how a request is routed and what the upstream receives\n";
+    "  explain       : show how a request is routed and what the upstream receives\n"
+    "  directives    : print the directive reference (Markdown)\n";
 
 void print_version(bool verbose) {
   std::fprintf(stderr, "wsgate version: wsgate/%s (nginx/1.22.1 compatible)\n", WSGATE_VERSION);
@@ -55,6 +57,10 @@ const char* flag_value(int argc, char** argv, int& i, const char* p, char flag) 
 int main(int argc, char** argv) {
   if (argc >= 2 && std::strcmp(argv[1], "explain") == 0) {
     return wsgate::cli::explain(std::vector<std::string>(argv + 2, argv + argc));
+  }
+  if (argc == 2 && std::strcmp(argv[1], "directives") == 0) {
+    std::fputs(wsgate::config::directive_reference_markdown().c_str(), stdout);
+    return 0;
   }
   wsgate::cli::options opts;
   for (int i = 1; i < argc; ++i) {

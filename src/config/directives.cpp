@@ -1365,13 +1365,26 @@ const std::vector<directive_spec>& directive_table() {
   return table;
 }
 
+namespace {
+// A '|' ends a Markdown table cell, even inside a code span, unless escaped.
+std::string table_cell(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '|') out += '\\';
+    out += c;
+  }
+  return out;
+}
+}  // namespace
+
 std::string directive_reference_markdown() {
   std::string out;
   auto table = [&](support kind) {
     out += "| Directive | Contexts | What it does |\n|---|---|---|\n";
     for (const auto& d : directive_table())
       if (d.kind == kind)
-        out += fmt::format("| `{}` | {} | {} |\n", d.syntax, describe_contexts(d.contexts), d.doc);
+        out += fmt::format("| `{}` | {} | {} |\n", table_cell(d.syntax),
+                           describe_contexts(d.contexts), table_cell(d.doc));
   };
   out += "### nginx directives wsgate applies\n\n";
   table(support::full);

@@ -174,6 +174,23 @@ void lint_one(const config::snapshot& config, const config::server& srv,
     }
   }
 
+  // proxy-pass-uri-redundant: the URI part replaces the matched prefix with itself, so the
+  // upstream gets the same URI as without it. The seed's report took this for the fix.
+  if ((loc.kind == k::prefix || loc.kind == k::prefix_no_regex) && pp.uri &&
+      !pp.url.has_variables() && *pp.uri == loc.pattern && loc.pattern != "/") {
+    out.push_back({"proxy-pass-uri-redundant",
+                   name_of(loc) + ": the proxy_pass URI part \"" + *pp.uri +
+                       "\" replaces the matched prefix with itself, so the upstream receives the "
+                       "same URI as with no URI part (a request for " +
+                       loc.pattern + "x goes upstream as " + loc.pattern +
+                       "x either way); it is not what makes WebSockets work",
+                   "proxy_pass " + pp.scheme + "://" + pp.host +
+                       (pp.port_explicit ? ":" + std::to_string(pp.port) : "") +
+                       "; is equivalent; for WebSockets what matters is proxy_http_version 1.1 "
+                       "and the Upgrade/Connection headers",
+                   pp.where});
+  }
+
   if (!ws_location(loc)) return;
   const bool up = forwards_upgrade(loc);
   const bool conn = forwards_connection_upgrade(loc, config);
@@ -313,7 +330,7 @@ bool ws_location(const config::location& loc) {
 }
 
 bool is_notice(const warning& w) {
-  return w.id == "connection-upgrade-dropped";
+  return w.id == "connection-upgrade-dropped" || w.id == "proxy-pass-uri-redundant";
 }
 
 std::vector<warning> lint_location(const config::snapshot& config, const config::server& server,

@@ -13,6 +13,8 @@
 //   ws-trailing-slash-only      a WebSocket location "/ws/" answers "/ws" with a 301
 //   unknown-variable            a $variable nginx does not know (nginx refuses to load)
 //   connection-upgrade-dropped  (notice) wsgate drops a Connection: upgrade sent without Upgrade
+//   proxy-pass-uri-redundant    (notice) the proxy_pass URI part equals the location prefix, so
+//                               it changes nothing (the seed report's supposed fix)
 //
 // "Receives WebSocket handshakes" (ws_location() below) means any of: the location sets
 // proxy_set_header Upgrade, its path or proxy_pass URI has a segment mentioning ws / wss /

@@ -106,6 +106,23 @@ TEST(Lint, ProxyPassSlashMismatch) {
                            "proxy-pass-slash-mismatch"));
 }
 
+TEST(Lint, ProxyPassUriEqualToPrefixIsANotice) {
+  // The seed's "fix": the URI part replaces the matched prefix with itself.
+  auto w = lint_of("location /api/v1/ws/ { proxy_pass http://b:1/api/v1/ws/; }");
+  const warning* f = find(w, "proxy-pass-uri-redundant");
+  ASSERT_TRUE(f);
+  EXPECT_TRUE(is_notice(*f));
+  EXPECT_NE(f->text.find("/api/v1/ws/x goes upstream as /api/v1/ws/x"), std::string::npos)
+      << f->text;
+  EXPECT_NE(f->fix.find("proxy_pass http://b:1;"), std::string::npos) << f->fix;
+  EXPECT_FALSE(has_warning(lint_of("location /api/ { proxy_pass http://b:1/v1/; }"),
+                           "proxy-pass-uri-redundant"));
+  EXPECT_FALSE(
+      has_warning(lint_of("location / { proxy_pass http://b:1/; }"), "proxy-pass-uri-redundant"));
+  EXPECT_FALSE(
+      has_warning(lint_of("location /a/ { proxy_pass http://b:1; }"), "proxy-pass-uri-redundant"));
+}
+
 TEST(Lint, InnerProxySetHeaderDropsOuter) {
   auto w = lint_of(R"(proxy_set_header X-Real-IP $remote_addr;
       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
