@@ -84,14 +84,15 @@ listen_group find_listen_group(const config::snapshot& config, std::string_view 
   return g;
 }
 
-server_choice select_server(const listen_group& group, std::string_view host, eval_context* ctx) {
+server_choice select_server(const listen_group& group, std::string_view host, eval_context* ctx,
+                            bool explain) {
   using kind = config::server_name_entry::kind;
   if (group.servers.empty()) return {};
   // 1. exact name (the first server that lists it wins, as nginx warns on a conflict)
   for (const auto* s : group.servers)
     for (const auto& n : s->names)
       if (n.type == kind::exact && detail::iequals(n.name, host))
-        return {s, "exact server_name \"" + n.name + "\""};
+        return {s, explain ? "exact server_name \"" + n.name + "\"" : std::string()};
   if (!host.empty()) {
     // 2. the longest leading wildcard ("*.example.com", ".example.com")
     const config::server* best = nullptr;
@@ -108,7 +109,8 @@ server_choice select_server(const listen_group& group, std::string_view host, ev
                          (n.name.starts_with(".") && detail::iequals(host, suffix.substr(1)));
         if (hit && suffix.size() > best_len) best = s, best_name = &n, best_len = suffix.size();
       }
-    if (best) return {best, "wildcard server_name \"" + best_name->name + "\""};
+    if (best)
+      return {best, explain ? "wildcard server_name \"" + best_name->name + "\"" : std::string()};
     // 3. the longest trailing wildcard ("www.example.*")
     for (const auto* s : group.servers)
       for (const auto& n : s->names) {
@@ -119,7 +121,8 @@ server_choice select_server(const listen_group& group, std::string_view host, ev
             prefix.size() > best_len)
           best = s, best_name = &n, best_len = prefix.size();
       }
-    if (best) return {best, "wildcard server_name \"" + best_name->name + "\""};
+    if (best)
+      return {best, explain ? "wildcard server_name \"" + best_name->name + "\"" : std::string()};
     // 4. regular expressions, in the order they appear
     for (const auto* s : group.servers)
       for (const auto& n : s->names) {
@@ -127,10 +130,11 @@ server_choice select_server(const listen_group& group, std::string_view host, ev
         auto re = detail::compiled(n.compiled, n.name, false);
         if (re && re->match(host)) {
           if (ctx) set_captures(*ctx, *re, host);
-          return {s, "regex server_name \"~" + n.name + "\""};
+          return {s, explain ? "regex server_name \"~" + n.name + "\"" : std::string()};
         }
       }
   }
+  if (!explain) return {group.default_server, {}};
   std::string why =
       host.empty() ? "no Host" : "no server_name matches \"" + std::string(host) + "\"";
   if (group.default_marked)

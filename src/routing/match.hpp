@@ -29,8 +29,9 @@ struct server_choice {
 };
 // Picks by server_name among the group (host already validated and lower-cased; "" when the
 // request has none). Regex names that match record their captures in ctx when given.
+// With explain false the reason is left empty (the data path never prints it).
 server_choice select_server(const listen_group& group, std::string_view host,
-                            eval_context* ctx = nullptr);
+                            eval_context* ctx = nullptr, bool explain = true);
 
 enum class location_result {
   matched,        // a location (exact, prefix or regex) answers

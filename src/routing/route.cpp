@@ -168,6 +168,12 @@ enum class script_result { next, restart, stop_rewrites, responded };
 // order written.
 script_result run_script(const config::location& level, decision& d, const request_info& rq,
                          eval_context& ctx, uri_state& st) {
+  // Most levels have neither: no step list to build (this runs for every request).
+  if (level.rewrites.empty()) {
+    if (!level.ret) return script_result::next;
+    do_return(d, *level.ret, rq, ctx);
+    return script_result::responded;
+  }
   struct step {
     int line;
     const config::rewrite_setting* rw;
@@ -397,10 +403,19 @@ void build_upstream(decision& d, const config::location& loc, const request_info
   } else {
     size_t loc_len = st.valid_location && !uri_part.empty() ? loc.pattern.size() : 0;
     loc_len = std::min(loc_len, ctx.uri.size());
-    std::string out = st.valid_location ? uri_part : "";
+    std::string out;
     std::string_view rest = std::string_view(ctx.uri).substr(loc_len);
-    out += (st.quoted_uri || st.internal) ? escape(rest, escape_kind::uri) : std::string(rest);
-    if (!ctx.args.empty()) out += "?" + ctx.args;
+    // One allocation: the parts are appended in place (an escaped rest may still grow it).
+    out.reserve((st.valid_location ? uri_part.size() : 0) + rest.size() + 1 + ctx.args.size());
+    if (st.valid_location) out += uri_part;
+    if (st.quoted_uri || st.internal)
+      out += escape(rest, escape_kind::uri);
+    else
+      out += rest;
+    if (!ctx.args.empty()) {
+      out += '?';
+      out += ctx.args;
+    }
     up.uri = std::move(out);
   }
   if (up.uri.empty()) up.uri = "/";
@@ -411,8 +426,10 @@ void build_upstream(decision& d, const config::location& loc, const request_info
     std::string_view name;
     const config::template_string* value;
   };
-  // At most the set list plus the eight defaults: no allocation beyond this vector.
-  std::vector<entry> list;
+  // At most the set list plus the eight defaults. Kept per thread so that a worker allocates it
+  // once, not per request (build_upstream does not recurse).
+  thread_local std::vector<entry> list;
+  list.clear();
   list.reserve((set.proxy_set_header ? set.proxy_set_header->size() : 0) + 8);
   if (set.proxy_set_header)
     for (const auto& h : *set.proxy_set_header) list.push_back({h.name, &h.value});
@@ -430,6 +447,7 @@ void build_upstream(decision& d, const config::location& loc, const request_info
   const bool streaming_chunked =
       chunked && !setting(set.proxy_request_buffering, true) && pass_body && http11;
   up.pass_body = pass_body;
+  up.headers.reserve(list.size() + ctx.headers.size());
 
   for (const auto& e : list) {
     std::string value;
@@ -510,13 +528,14 @@ decision route(const config::snapshot& config, const request_info& rq) {
   for (const auto& h : rq.headers)
     if (valid_header_name(h.first, underscores)) ctx.headers.emplace_back(h.first, h.second);
 
-  const parsed_target target = parse_target(rq.target, setting(dflt.merge_slashes, true));
+  parsed_target target = parse_target(rq.target, setting(dflt.merge_slashes, true));
   d.server = &dflt;
   ctx.server = &dflt;
   if (!target.ok) return bad_request(std::move(d), "client sent invalid request: " + target.error);
-  ctx.uri = target.uri;
-  ctx.args = target.args;
-  ctx.request_uri = target.unparsed_uri;
+  // Moved: route() reads only target's host and flags from here on.
+  ctx.uri = std::move(target.uri);
+  ctx.args = std::move(target.args);
+  ctx.request_uri = std::move(target.unparsed_uri);
   d.normalized_uri = ctx.uri;
 
   // Host: the absolute-form target's, else the Host header (validated, lower-cased, no port).
@@ -539,7 +558,7 @@ decision route(const config::snapshot& config, const request_info& rq) {
                        "client sent \"Content-Length\" and \"Transfer-Encoding\" headers at the "
                        "same time");
 
-  const server_choice chosen = select_server(group, host, &ctx);
+  const server_choice chosen = select_server(group, host, &ctx, rq.diagnostics);
   d.server = chosen.server;
   d.server_reason = chosen.reason;
   ctx.server = chosen.server;

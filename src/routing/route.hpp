@@ -25,7 +25,8 @@ struct request_info {
   std::string local_addr = "127.0.0.1";
   uint16_t local_port = 80;
   bool tls = false;
-  // Fill decision::candidates and the lint warnings of the chosen location (explain, tests).
+  // Fill decision::candidates, server_reason and the lint warnings of the chosen location
+  // (explain, tests).
   // The data path may turn this off: it costs string work per request and changes no action.
   bool diagnostics = true;
 };

@@ -208,19 +208,24 @@ parsed_target parse_target(std::string_view target, bool merge_slashes) {
     if (rest.empty()) rest = "/";  // nginx: an empty path is "/"
   }
   out.unparsed_uri = std::string(rest);
-  std::string path_part(rest);
-  if (path_part.front() == '?') path_part.insert(path_part.begin(), '/');  // "http://h?x"
+  // A view of the target, copied only for "http://h?x", whose path is "/".
+  std::string with_slash;
+  std::string_view path_part = rest;
+  if (path_part.front() == '?') {
+    with_slash = "/" + std::string(rest);
+    path_part = with_slash;
+  }
 
   const size_t q = path_part.find('?');
   const size_t hash = path_part.find('#');
-  if (q != std::string::npos && (hash == std::string::npos || q < hash)) {
+  if (q != std::string_view::npos && (hash == std::string_view::npos || q < hash)) {
     out.has_args = true;
     const size_t end = path_part.find('#', q + 1);
-    out.args = path_part.substr(q + 1, end == std::string::npos ? std::string::npos : end - q - 1);
+    out.args = std::string(path_part.substr(
+        q + 1, end == std::string_view::npos ? std::string_view::npos : end - q - 1));
   }
   auto uri = normalize_path(path_part, merge_slashes, &out.quoted_uri);
-  const std::string_view path_only =
-      std::string_view(path_part).substr(0, path_part.find_first_of("?#"));
+  const std::string_view path_only = path_part.substr(0, path_part.find_first_of("?#"));
   out.plus_in_uri = path_only.find('+') != std::string_view::npos ||
                     path_only.find("%2B") != std::string_view::npos ||
                     path_only.find("%2b") != std::string_view::npos;

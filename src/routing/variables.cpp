@@ -296,6 +296,9 @@ std::string evaluate(const config::template_string& t, eval_context& ctx) {
     if (t.raw.find('$') == std::string::npos) return t.raw;
     return evaluate(detail::make_template(t.raw), ctx);
   }
+  // A lone variable ("$host", "$http_upgrade"): its value as is, without a second copy.
+  if (t.parts.size() == 1 && t.parts.front().is_variable)
+    return variable(t.parts.front().text, ctx).value_or(std::string());
   std::string out;
   for (const auto& p : t.parts) {
     if (!p.is_variable) {
