@@ -30,7 +30,7 @@ size_t frame_tracker::header_size() const {
 }
 
 void frame_tracker::frame_header_done() {
-  fin_ = (header_[0] & 0x80) != 0;
+  const bool fin = (header_[0] & 0x80) != 0;
   opcode_ = header_[0] & 0x0F;
   masked_ = (header_[1] & 0x80) != 0;
   const uint8_t len7 = header_[1] & 0x7F;
@@ -45,13 +45,13 @@ void frame_tracker::frame_header_done() {
   const bool data_op = opcode_ <= 2;
   const bool control_op = opcode_ >= 8 && opcode_ <= 10;
   if (!data_op && !control_op) broken_ = true;
-  if (control_op && (!fin_ || len > 125)) broken_ = true;
+  if (control_op && (!fin || len > 125)) broken_ = true;
   header_len_ = 0;
   payload_left_ = len;
   ++frames_;
 }
 
-const std::vector<frame_tracker::piece>& frame_tracker::feed(const char* data, size_t n) {
+const frame_tracker::piece_list& frame_tracker::feed(const char* data, size_t n) {
   out_.clear();
   if (broken_) {
     if (n) out_.push_back({data, n});
@@ -92,7 +92,7 @@ const std::vector<frame_tracker::piece>& frame_tracker::feed(const char* data, s
       const size_t k = static_cast<size_t>(std::min<uint64_t>(payload_left_, n - i));
       if (collecting_) {
         std::memcpy(candidate_.data() + candidate_len_, data + i, k);
-        candidate_len_ += k;
+        candidate_len_ = static_cast<uint8_t>(candidate_len_ + k);
       }
       payload_left_ -= k;
       i += k;

@@ -7,10 +7,10 @@
 #pragma once
 
 #include <array>
+#include <boost/container/small_vector.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
-#include <vector>
 
 namespace wsgate::proxy {
 
@@ -29,12 +29,15 @@ class frame_tracker {
     const char* data;
     size_t size;
   };
+  // Inline room for the usual case (one piece, or a few around swallowed pongs): an idle
+  // tunnel's trackers own no heap memory.
+  using piece_list = boost::container::small_vector<piece, 2>;
 
   // Follows one direction's bytes. Returns the pieces to pass on, in order (pointers into
   // `data` or into the tracker, valid until the next call): all of `data`, minus any pong that
   // answers wsgate's ping, minus the tail of a possible such pong that is not complete yet (held
   // and passed on with the next call if it turns out not to be one).
-  const std::vector<piece>& feed(const char* data, size_t n);
+  const piece_list& feed(const char* data, size_t n);
 
   // Between two frames: a frame of wsgate's own may be written into this direction now.
   bool at_boundary() const { return !broken_ && header_len_ == 0 && payload_left_ == 0; }
@@ -54,25 +57,25 @@ class frame_tracker {
   void frame_header_done();
   size_t header_size() const;
 
-  std::vector<piece> out_;
-  // The frame header being read (up to 14 bytes), then the payload still to skip.
-  std::array<uint8_t, 14> header_{};
-  size_t header_len_ = 0;
-  uint64_t payload_left_ = 0;
-  uint8_t opcode_ = 0;
-  bool fin_ = false;
-  bool masked_ = false;
-  bool broken_ = false;
-  // A frame that may be wsgate's pong, collected whole (header + 8 payload bytes).
-  bool collecting_ = false;
-  std::array<char, 32> candidate_{};
-  size_t candidate_len_ = 0;
-  size_t held_len_ = 0;  // bytes of candidate_ from earlier calls, not passed on yet
-  std::array<char, 32> release_{};
-  int pongs_expected_ = 0;
+  // Members ordered to pack: a tunnel holds two trackers for its whole life.
+  piece_list out_;
+  uint64_t payload_left_ = 0;  // payload bytes of the current frame still to skip
   uint64_t frames_ = 0;
   uint64_t swallowed_ = 0;
-  uint64_t closes_ = 0;
+  uint32_t closes_ = 0;
+  int32_t pongs_expected_ = 0;
+  std::array<uint8_t, 14> header_{};  // the frame header being read (up to 14 bytes)
+  // A frame that may be wsgate's pong, collected whole (header + 8 payload bytes), and the
+  // bytes of it held from an earlier call, passed on when it turns out not to be one.
+  std::array<char, 24> candidate_{};
+  std::array<char, 24> release_{};
+  uint8_t header_len_ = 0;
+  uint8_t candidate_len_ = 0;
+  uint8_t held_len_ = 0;
+  uint8_t opcode_ = 0;
+  bool masked_ = false;
+  bool broken_ = false;
+  bool collecting_ = false;
 };
 
 }  // namespace wsgate::proxy
