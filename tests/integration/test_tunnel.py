@@ -24,6 +24,10 @@ NODE = shutil.which("node")
 NODE_PATH = os.environ.get("NODE_PATH", "/usr/share/nodejs")
 HAVE_NODE_WS = bool(NODE) and os.path.isdir(os.path.join(NODE_PATH, "ws"))
 HAVE_TEST_UPSTREAM = os.path.exists(os.environ.get("TEST_UPSTREAM", ""))
+# The Boost.Beast client (tools/probe), next to wsgate in the same build tree.
+PROBE = os.environ.get("WSGATE_PROBE") or os.path.join(
+    os.path.dirname(os.path.abspath(os.environ.get("WSGATE", "wsgate"))), "..", "..", "tools", "probe",
+    "wsgate-probe")
 try:
     import websockets
     import websockets.exceptions
@@ -293,6 +297,24 @@ class TunnelPeers(WsgateCase):
         up = self.upstream()
         w = self.wsgate(proxy_conf(up.port))
         self.check_node_client(self.node_client(f"ws://127.0.0.1:{w.port}/echo"), greeted=False)
+
+    @unittest.skipUnless(HAVE_TEST_UPSTREAM, "test-upstream is not built")
+    def test_beast_client_to_test_upstream_and_node_server(self):
+        if not os.path.exists(PROBE):
+            self.skipTest(f"wsgate-probe (Boost.Beast client) is not built: {PROBE}")
+        up = self.upstream()
+        w = self.wsgate(proxy_conf(up.port))
+        msgs = ["", "hello", "x" * 70000]
+        r = subprocess.run([PROBE, "--json", "--timeout", "10", *[f"--send={m}" for m in msgs],
+                            f"ws://127.0.0.1:{w.port}/echo"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        if HAVE_NODE_WS:
+            node = self.node_server()
+            w2 = self.wsgate(proxy_conf(node.port))
+            r = subprocess.run([PROBE, "--json", "--send", "beast", f"ws://127.0.0.1:{w2.port}/"],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("beast", r.stdout)
 
     @unittest.skipUnless(HAVE_TEST_UPSTREAM, "test-upstream is not built")
     def test_client_frames_pipelined_with_the_handshake(self):
