@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
 #include <string>
 
 namespace wsgate::proxy {
@@ -143,6 +144,52 @@ TEST(WsFrames, NonWebSocketBytesStopTracking) {
   const std::string big_ping = make_frame(9, std::string(200, 'p'));
   EXPECT_EQ(run(u, big_ping, 50), big_ping);
   EXPECT_TRUE(u.broken());
+}
+
+TEST(WsFrames, RandomStreamsAndSplits) {
+  // Random frames (data, pings, foreign pongs, wsgate's pongs; masked or not) cut at random
+  // points: the output is the input without exactly the pongs wsgate expected.
+  std::mt19937 rng(12345);
+  for (int round = 0; round < 300; ++round) {
+    std::string stream, want;
+    int ours = 0;
+    const int nframes = 1 + static_cast<int>(rng() % 12);
+    for (int f = 0; f < nframes; ++f) {
+      const uint32_t mask = rng() % 2 ? static_cast<uint32_t>(rng() | 1) : 0;
+      std::string fr;
+      switch (rng() % 4) {
+        case 0:
+          fr = make_frame(static_cast<uint8_t>(1 + rng() % 2), std::string(rng() % 70000, 'd'),
+                          true, mask);
+          break;
+        case 1:
+          fr = make_frame(9, std::string(rng() % 126, 'p'), true, mask);
+          break;
+        case 2:
+          fr = make_frame(0xA, "notours!", true, mask);
+          break;
+        default:
+          fr = make_frame(0xA, std::string(kKeepaliveToken), true, mask);
+          stream += fr;
+          ++ours;
+          continue;
+      }
+      stream += fr;
+      want += fr;
+    }
+    frame_tracker t;
+    for (int i = 0; i < ours; ++i) t.expect_pong();
+    std::string out;
+    for (size_t i = 0; i < stream.size();) {
+      const size_t n = std::min<size_t>(1 + rng() % 3000, stream.size() - i);
+      for (const auto& p : t.feed(stream.data() + i, n)) out.append(p.data, p.size);
+      i += n;
+    }
+    ASSERT_EQ(out, want) << "round " << round;
+    EXPECT_EQ(t.pongs_swallowed(), static_cast<uint64_t>(ours));
+    EXPECT_EQ(t.frames(), static_cast<uint64_t>(nframes));
+    EXPECT_TRUE(t.at_boundary());
+  }
 }
 
 TEST(WsFrames, ControlFramesWsgateWrites) {
