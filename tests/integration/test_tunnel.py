@@ -444,6 +444,55 @@ class TunnelPeers(WsgateCase):
         self.assertIn("while proxying upgraded connection", w.log())
 
 
+@unittest.skipUnless(websockets, "python3-websockets is missing (use /usr/bin/python3)")
+class SendTimeouts(WsgateCase):
+    def flood(self, reader_is_client):
+        """One side floods, the other stops reading: the stalled write ends the tunnel after the
+        send timeout (send_timeout toward the client, proxy_send_timeout toward the upstream)."""
+        result = {}
+        stop = threading.Event()
+
+        def pump(sock, key):
+            sock.settimeout(15)
+            start = time.monotonic()
+            try:
+                while not stop.is_set():
+                    sock.sendall(b"\x82\x7e\xff\xff" + b"z" * 65535)
+            except OSError:
+                pass
+            result[key] = time.monotonic() - start
+
+        def upstream(c, head):
+            c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+            if reader_is_client:
+                pump(c, "flooder")
+            else:
+                stop.wait(15)  # never reads
+        up = self.scripted(upstream)
+        w = self.wsgate(proxy_conf(up.port, "proxy_read_timeout 30s; send_timeout 1s; proxy_send_timeout 1s;"))
+        s = socket.create_connection(("127.0.0.1", w.port))
+        self.cleanups.append(s.close)
+        self.cleanups.append(stop.set)
+        s.settimeout(5)
+        s.sendall(b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n")
+        head, _ = read_head(s)
+        self.assertTrue(head.startswith(b"HTTP/1.1 101 "), head)
+        if not reader_is_client:
+            pump(s, "flooder")  # the client floods, the upstream never reads
+        deadline = time.monotonic() + 15
+        while "flooder" not in result and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertIn("flooder", result, "the stalled tunnel was never closed")
+        # Socket buffers fill first (a few MB on loopback), then 1 s of stall.
+        self.assertLess(result["flooder"], 8)
+
+    def test_client_that_stops_reading_is_closed_after_send_timeout(self):
+        self.flood(reader_is_client=True)
+
+    def test_upstream_that_stops_reading_is_closed_after_proxy_send_timeout(self):
+        self.flood(reader_is_client=False)
+
+
 def read_frame_masked(sock, buf=b""):
     """(opcode, unmasked payload, rest) of the next masked (client) frame."""
     def need(n):
