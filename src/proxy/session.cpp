@@ -246,10 +246,14 @@ class session {
   int status_ = 0;
   uint64_t body_bytes_sent_ = 0;
   std::string upstream_addr_;
+  std::string pool_lookup_;  // "key|peer" of the idle upstream pool, built per request
 };
 
 session::session(std::shared_ptr<connection_state> st) : s_(std::move(st)), w_(s_->w) {
   rt_ = w_.rt;
+  // Candidates, server reasons and lint are for `wsgate explain`; per request they cost string
+  // work and heap allocations and change no action.
+  info_.diagnostics = false;
   error_code ec;
   const auto remote = s_->client.remote_endpoint(ec);
   const auto local = s_->client.local_endpoint(ec);
@@ -743,7 +747,8 @@ awaitable<upstream_failure> session::connect_upstream(const routing::decision& d
     // As nginx's keepalive module: the balancer picks the peer, then an idle connection to
     // that peer is reused when one is still open and within its limits.
     if (g && g->keepalive > 0 && i == 0) {
-      auto it = w_.idle_upstreams.find(key + "|" + peer.text);
+      pool_lookup_.assign(key).append(1, '|').append(peer.text);  // reuses its capacity
+      auto it = w_.idle_upstreams.find(pool_lookup_);
       while (it != w_.idle_upstreams.end() && !it->second.empty()) {
         auto conn = std::move(it->second.back());
         it->second.pop_back();
