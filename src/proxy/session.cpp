@@ -9,6 +9,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -1249,6 +1250,18 @@ awaitable<bool> session::proxy_request(routing::decision& d, int override_status
 
 awaitable<void> session::run_session() {
   for (;;) {
+    if (in_.empty() && requests_ > 0 && !w_.draining) {
+      // Under load the next request is usually here once the other ready connections have had
+      // their turn: one non-blocking read then replaces the readiness wait (whose epoll re-arm
+      // is a syscall per request) and the read after it.
+      co_await asio::post(s_->client.get_executor(), asio::use_awaitable);
+      if (w_.draining) break;  // QUIT closes connections waiting for a request
+      auto [p, n] = in_.prepare(limits_.first_buffer, limits_.max_bytes());
+      const ssize_t got = ::recv(s_->client.native_handle(), p, n, MSG_DONTWAIT);
+      if (got > 0) in_.commit(static_cast<size_t>(got));
+      if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+        break;  // closed or failed: as the wait below would find
+    }
     if (in_.empty()) {
       // Between requests the connection holds no buffer; it waits for readability.
       in_.release();
