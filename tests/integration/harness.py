@@ -89,15 +89,16 @@ class Wsgate:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self.proc:
-            out = (self.proc.stdout.read() or "") + (self.proc.stderr.read() or "")
-            self.proc.stdout.close()
-            self.proc.stderr.close()
+        # A daemon keeps the pipes open: stop it before reading them to EOF.
         if self.daemon:
             try:
                 os.kill(self.pid(), signal.SIGTERM)
             except (OSError, ValueError):
                 pass
+        if self.proc:
+            out = (self.proc.stdout.read() or "") + (self.proc.stderr.read() or "")
+            self.proc.stdout.close()
+            self.proc.stderr.close()
         return out
 
     def alerts(self):
