@@ -1058,8 +1058,10 @@ awaitable<bool> session::proxy_request(routing::decision& d, int override_status
     status_ = 0;  // logged
     std::string early(in_.data());
     in_.consume(in_.size());
-    const tunnel_limits limits{d.limits.read, d.limits.send,
-                               settings().send_timeout.value_or(std::chrono::seconds(60))};
+    tunnel_limits limits{d.limits.read, d.limits.send,
+                         settings().send_timeout.value_or(std::chrono::seconds(60))};
+    limits.websocket = upgrade_token(*asked) == "websocket";
+    limits.keepalive = settings().websocket_keepalive.value_or(config::duration::zero());
     start_tunnel(w_, std::move(s_->client), std::move(s_->upstream), std::move(early), limits);
     co_return false;
   }
@@ -1334,6 +1336,8 @@ void drain(worker_context& w) {
     error_code ec;
     s->cancel(ec);
   }
+  // Open tunnels say goodbye to both peers (Close 1001) and close once they answered.
+  quit_tunnels(w, w.rt ? w.rt->config->main.worker_shutdown_timeout : config::duration::zero());
   // Idle upstream keep-alive connections are closed too.
   for (auto& [key, list] : w.idle_upstreams) {
     w.connections -= static_cast<int>(list.size());

@@ -14,6 +14,7 @@
 
 #include "http/flat_buffer.hpp"
 #include "proxy/runtime.hpp"
+#include "proxy/tunnel_registry.hpp"
 
 namespace wsgate::proxy {
 
@@ -61,6 +62,7 @@ struct worker_context {
   buffer_pool buffers;
   std::unordered_map<std::string, std::vector<std::unique_ptr<upstream_conn>>> idle_upstreams;
   std::unordered_set<tcp::socket*> idle_clients;  // keep-alive connections waiting for a request
+  tunnel_registry tunnels;                        // open upgrade tunnels and their accounting
 };
 
 // Runs a client connection to its end (requests, then possibly a tunnel).
