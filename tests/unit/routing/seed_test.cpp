@@ -85,6 +85,12 @@ TEST(RoutingSeedConfigs, RecommendedServesBoth) {
   EXPECT_FALSE(has_warning(all, "ws-upgrade-not-forwarded"));
   EXPECT_FALSE(has_warning(all, "connection-upgrade-literal"));
   EXPECT_FALSE(has_warning(all, "ws-read-timeout"));
+  // The configuration we recommend passes every lint rule.
+  for (const auto& w : all) ADD_FAILURE() << w.id << ": " << w.text;
+  // The bare prefix is proxied, not redirected: WebSocket clients do not follow a 301.
+  auto bare = route(*c, test::req("/api/v1/ws", {{"Host", "localhost"}}));
+  EXPECT_EQ(bare.what, action::proxy);
+  EXPECT_EQ(bare.upstream.uri, "/api/v1/ws");
 }
 
 }  // namespace
