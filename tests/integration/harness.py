@@ -66,9 +66,20 @@ class Wsgate:
             out = self.stop()
             raise RuntimeError(f"wsgate did not start: {out}")
 
-    def pid(self):
-        with open(self.pid_file) as f:
-            return int(f.read().strip())
+    def pid(self, timeout=5.0):
+        # The listen socket opens before the pid file is written: wait for a complete pid.
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with open(self.pid_file) as f:
+                    text = f.read()
+                if text.endswith("\n") and text.strip().isdigit():
+                    return int(text)
+            except FileNotFoundError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no complete pid in {self.pid_file} after {timeout} s")
+            time.sleep(0.02)
 
     def send(self, sig):
         os.kill(self.pid(), sig)
@@ -92,8 +103,8 @@ class Wsgate:
         # A daemon keeps the pipes open: stop it before reading them to EOF.
         if self.daemon:
             try:
-                os.kill(self.pid(), signal.SIGTERM)
-            except (OSError, ValueError):
+                os.kill(self.pid(timeout=1.0), signal.SIGTERM)
+            except (OSError, ValueError, RuntimeError):
                 pass
         if self.proc:
             out = (self.proc.stdout.read() or "") + (self.proc.stderr.read() or "")
