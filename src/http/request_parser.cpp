@@ -192,9 +192,9 @@ parse_result request_parser::finish(std::string_view data) {
       have_te = true;
       te = f.value;
     } else if (iequals(f.name, "connection")) {
-      if (has_token_ci(f.value, "close"))
+      if (has_token(f.value, "close"))
         head_.keep_alive = false;
-      else if (has_token_ci(f.value, "keep-alive"))
+      else if (has_token(f.value, "keep-alive"))
         head_.keep_alive = true;
     } else if (iequals(f.name, "expect")) {
       head_.expect_continue = iequals(f.value, "100-continue");

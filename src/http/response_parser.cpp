@@ -57,10 +57,10 @@ parse_result parse_response(std::string_view data, response_head& out) {
       if (out.content_length && *out.content_length != n) return parse_result::error;
       out.content_length = n;
     } else if (iequals(name, "transfer-encoding")) {
-      if (has_token_ci(value, "chunked")) out.chunked = true;
+      if (has_token(value, "chunked")) out.chunked = true;
     } else if (iequals(name, "connection")) {
-      if (has_token_ci(value, "close")) out.connection_close = true;
-      if (has_token_ci(value, "upgrade")) out.connection_upgrade = true;
+      if (has_token(value, "close")) out.connection_close = true;
+      if (has_token(value, "upgrade")) out.connection_upgrade = true;
     } else if (iequals(name, "upgrade")) {
       out.upgrade = value;
     }

@@ -1163,7 +1163,7 @@ awaitable<bool> session::proxy_request(routing::decision& d, int override_status
   bool complete = true;
   bool upstream_reusable = !head.connection_close && head.minor >= 1;
   if (const std::string* c = find_header(up.headers, "connection");
-      c && http::has_token_ci(*c, "close"))
+      c && http::has_token(*c, "close"))
     upstream_reusable = false;
   if (!no_body) {
     uint64_t remaining = upstream_len ? *head.content_length : 0;

@@ -5,6 +5,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/ascii.hpp"
 #include "config/model.hpp"
 #include "config/regex.hpp"
 
@@ -30,14 +31,9 @@ void for_each_location(const config::location& root, F&& f) {
 }
 
 // ASCII case-insensitive equality (header and variable names; no locale involved).
-inline char ascii_lower(char c) {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c | 0x20) : c;
-}
-inline bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
-  return true;
+using ascii::iequals;
+constexpr char ascii_lower(char c) {
+  return ascii::lower(c);
 }
 
 }  // namespace wsgate::routing::detail

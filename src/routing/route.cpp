@@ -30,19 +30,7 @@ struct uri_state {
   bool uri_changed = false;
 };
 
-bool has_token(std::string_view value, std::string_view token) {
-  size_t pos = 0;
-  while (pos <= value.size()) {
-    size_t end = value.find(',', pos);
-    if (end == std::string_view::npos) end = value.size();
-    std::string_view t = value.substr(pos, end - pos);
-    while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
-    while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
-    if (iequals(t, token)) return true;
-    pos = end + 1;
-  }
-  return false;
-}
+using ascii::has_token;
 
 template <class List>
 auto find_header(const List& h, std::string_view name) -> decltype(&h.front().second) {
