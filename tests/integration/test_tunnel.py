@@ -69,7 +69,8 @@ def frame(opcode, payload=b"", fin=True, mask=True):
 
 
 def read_frame(sock, buf=b""):
-    """(opcode, payload, rest) of the next unmasked frame; reads from sock as needed."""
+    """(opcode, payload, rest) of the next frame, unmasked if it was masked (a client's);
+    reads from sock as needed."""
     def need(n):
         nonlocal buf
         while len(buf) < n:
@@ -86,8 +87,13 @@ def read_frame(sock, buf=b""):
     elif n == 127:
         need(10)
         n, pos = struct.unpack("!Q", buf[2:10])[0], 10
-    need(pos + n)
-    return opcode, buf[pos:pos + n], buf[pos + n:]
+    if not buf[1] & 0x80:
+        need(pos + n)
+        return opcode, buf[pos:pos + n], buf[pos + n:]
+    need(pos + 4 + n)
+    key = buf[pos:pos + 4]
+    payload = bytes(b ^ key[i % 4] for i, b in enumerate(buf[pos + 4:pos + 4 + n]))
+    return opcode, payload, buf[pos + 4 + n:]
 
 
 def handshake(path="/echo", key="dGhlIHNhbXBsZSBub25jZQ=="):
@@ -343,7 +349,7 @@ class TunnelPeers(WsgateCase):
                       f"Sec-WebSocket-Accept: {accept_key(key)}\r\n\r\n".encode()
                       + frame(0x1, b"first", mask=False) + frame(0x2, b"second", mask=False))
             c.settimeout(5)
-            op, payload, _ = read_frame_masked(c)
+            op, payload, _ = read_frame(c)
             c.sendall(frame(0x8, payload[:2], mask=False))
         up = self.scripted(upstream)
         w = self.wsgate(proxy_conf(up.port))
@@ -387,7 +393,7 @@ class TunnelPeers(WsgateCase):
             c.sendall(f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                       f"Sec-WebSocket-Accept: {accept_key(key)}\r\n\r\n".encode())
             c.settimeout(5)
-            read_frame_masked(c)
+            read_frame(c)
             c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             c.close()  # RST
         up = self.scripted(upstream)
@@ -491,30 +497,6 @@ class SendTimeouts(WsgateCase):
 
     def test_upstream_that_stops_reading_is_closed_after_proxy_send_timeout(self):
         self.flood(reader_is_client=False)
-
-
-def read_frame_masked(sock, buf=b""):
-    """(opcode, unmasked payload, rest) of the next masked (client) frame."""
-    def need(n):
-        nonlocal buf
-        while len(buf) < n:
-            d = sock.recv(65536)
-            if not d:
-                raise ConnectionError("closed before a whole frame")
-            buf += d
-    need(2)
-    opcode, n = buf[0] & 0x0F, buf[1] & 0x7F
-    pos = 2
-    if n == 126:
-        need(4)
-        n, pos = struct.unpack("!H", buf[2:4])[0], 4
-    elif n == 127:
-        need(10)
-        n, pos = struct.unpack("!Q", buf[2:10])[0], 10
-    need(pos + 4 + n)
-    key = buf[pos:pos + 4]
-    payload = bytes(b ^ key[i % 4] for i, b in enumerate(buf[pos + 4:pos + 4 + n]))
-    return opcode, payload, buf[pos + 4 + n:]
 
 
 class RefusedUpgrades(WsgateCase):

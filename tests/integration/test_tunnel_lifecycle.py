@@ -14,7 +14,7 @@ import unittest
 
 from harness import Wsgate, WsgateCase
 from test_tunnel import (PyEchoServer, accept_key, frame, handshake, proxy_conf, read_frame,
-                         read_frame_masked, read_head, websockets)
+                         read_head, websockets)
 
 HAVE_TEST_UPSTREAM = os.path.exists(os.environ.get("TEST_UPSTREAM", ""))
 
@@ -37,10 +37,7 @@ class RawPeer:
         self.sock.settimeout(30)
         try:
             while True:
-                if self.masked_in:
-                    op, payload, self.rest = read_frame_masked(self.sock, self.rest)
-                else:
-                    op, payload, self.rest = read_frame(self.sock, self.rest)
+                op, payload, self.rest = read_frame(self.sock, self.rest)
                 self.frames.append((op, payload))
                 if op == 0x9 and self.answer_pings:
                     # A server's frames are unmasked, a client's masked.
