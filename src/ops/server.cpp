@@ -249,7 +249,10 @@ int serve(const serve_options& o) {
     return 1;
   }
 
-  if (cfg.main.daemon) daemonize();
+  if (cfg.main.daemon) {
+    daemonize();
+    proxy::redirect_stderr_to_error_log();
+  }
 
   pid_file pid;
   if (!cfg.main.pid_path.empty()) {

@@ -20,6 +20,7 @@ struct log_files {
   std::atomic<int> error_fd{2};
   std::atomic<int> error_level{static_cast<int>(log_level::error)};
   std::map<std::string, int> access;  // path -> fd (fds stay valid: reopen uses dup2)
+  bool stderr_follows = false;        // a daemon: fd 2 is a copy of the error log
 };
 
 log_files& files() {
@@ -32,6 +33,11 @@ constexpr std::string_view kNames[] = {"debug", "info", "notice", "warn",
 
 int open_append(const std::string& path) {
   return ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+}
+
+// Called with the mutex held whenever the error log's file changes.
+void follow_stderr(log_files& f) {
+  if (f.stderr_follows && f.error_path != "stderr") ::dup2(f.error_fd.load(), STDERR_FILENO);
 }
 
 }  // namespace
@@ -61,6 +67,7 @@ std::string open_error_log(const std::string& path, log_level level) {
   const int old = f.error_fd.exchange(fd);
   if (old > 2) ::close(old);
   f.error_path = path;
+  follow_stderr(f);
   return {};
 }
 
@@ -120,8 +127,16 @@ void reopen_logs() {
     if (fresh >= 0) {
       ::dup2(fresh, f.error_fd.load());
       ::close(fresh);
+      follow_stderr(f);
     }
   }
+}
+
+void redirect_stderr_to_error_log() {
+  auto& f = files();
+  std::lock_guard lock(f.mutex);
+  f.stderr_follows = true;
+  follow_stderr(f);
 }
 
 void close_logs() {

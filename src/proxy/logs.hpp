@@ -23,6 +23,11 @@ void log_error(log_level level, std::string_view message);
 int access_log_fd(const std::string& path);  // opened on first use; -1 on failure
 void write_access_log(int fd, std::string_view line);
 
+// A daemon's stderr follows the error log from now on (nginx's ngx_log_redirect_stderr): what
+// libraries write to stderr lands in the log, not in a terminal that is gone. Kept through reloads
+// and USR1; an error log of "stderr" leaves stderr alone.
+void redirect_stderr_to_error_log();
+
 // USR1: reopen every log file (after logrotate moved them).
 void reopen_logs();
 // Closes the log files (at exit).

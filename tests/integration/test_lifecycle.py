@@ -104,6 +104,20 @@ class Lifecycle(WsgateCase):
             time.sleep(0.05)
         self.assertFalse(os.path.exists(w.pid_file))
 
+    def test_daemon_stderr_follows_the_error_log(self):
+        # nginx redirects a daemon's stderr to its error log, and again after USR1 reopens it.
+        w = self.wsgate(conf("daemon-stderr"), daemon=True)
+        self.assertEqual(w.proc.wait(5), 0)
+        pid = w.pid()
+        self.assertEqual(os.readlink(f"/proc/{pid}/fd/2"), w.error_log)
+        os.rename(w.error_log, w.error_log + ".1")
+        os.kill(pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 5
+        while not os.path.exists(w.error_log) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(os.readlink(f"/proc/{pid}/fd/2"), w.error_log)
+        self.assertEqual(body_of(w.port), (200, b"daemon-stderr"))
+
     def test_g_directives_and_worker_threads(self):
         w = self.wsgate(conf("g"), args=["-g", "worker_processes 3;"])
         self.assertEqual(body_of(w.port), (200, b"g"))
