@@ -207,9 +207,10 @@ std::string error_log_path(const serve_options& o, const config::snapshot& c, lo
                                                                         : c.main.error_log->level))
       level = *l;
   }
-  if (!o.error_log.empty()) return full_path(c.prefix, o.error_log);
+  // As nginx: the configuration's error_log wins; -e only replaces the built-in default.
   if (c.main.error_log && !c.main.error_log->path.empty())
     return full_path(c.prefix, c.main.error_log->path);
+  if (!o.error_log.empty()) return full_path(c.prefix, o.error_log);
   return "stderr";
 }
 

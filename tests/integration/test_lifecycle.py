@@ -1,6 +1,7 @@
 """The process as nginx's users drive it: pid file, -s stop|quit|reload|reopen, signals,
 daemon mode, -e, -g, worker threads and worker_connections."""
 import os
+import tempfile
 import signal
 import socket
 import subprocess
@@ -117,6 +118,14 @@ class Lifecycle(WsgateCase):
             time.sleep(0.05)
         self.assertEqual(os.readlink(f"/proc/{pid}/fd/2"), w.error_log)
         self.assertEqual(body_of(w.port), (200, b"daemon-stderr"))
+
+    def test_config_error_log_wins_over_e_flag(self):
+        # nginx: -e only replaces the built-in default; the main error_log of the config wins.
+        other = os.path.join(tempfile.mkdtemp(prefix="wsgate-it-e-"), "e.log")
+        w = self.wsgate(conf("e-flag"), args=["-e", other])
+        self.assertEqual(body_of(w.port), (200, b"e-flag"))
+        self.assertIn("[notice]", w.log())
+        self.assertFalse(os.path.exists(other) and os.path.getsize(other) > 0)
 
     def test_g_directives_and_worker_threads(self):
         w = self.wsgate(conf("g"), args=["-g", "worker_processes 3;"])
