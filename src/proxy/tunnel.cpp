@@ -1,6 +1,8 @@
 #include "proxy/tunnel.hpp"
 
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -8,9 +10,12 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <cstdlib>
+#include <cstring>
 #include <random>
 
 #include "proxy/logs.hpp"
+#include "proxy/relay_ring.hpp"
 #include "proxy/ws_frames.hpp"
 
 namespace wsgate::proxy {
@@ -39,27 +44,92 @@ std::string endpoint_text(const tcp::socket& s, bool remote) {
   return ep.address().to_string() + ":" + std::to_string(ep.port());
 }
 
+// A chunk of bytes read from one peer and not yet written to the other: in a ring buffer
+// (`bid` >= 0, given back once written) or in memory of its own (`owned`).
+struct chunk {
+  const char* data = nullptr;
+  uint32_t size = 0;
+  int32_t bid = -1;
+  std::unique_ptr<char[]> owned;
+  std::unique_ptr<chunk> next;
+};
+
+// What the io_uring relay keeps for one direction: the chunk being written, those queued behind
+// it (only while the writing peer is slower than the reading one) and the receive's state.
+struct lane {
+  chunk cur;                    // cur.size > 0: a send is in flight
+  std::unique_ptr<chunk> head;  // queued behind cur
+  chunk* tail = nullptr;
+  uint16_t queued = 0;
+  bool recv_on = false;  // a multishot receive is armed
+  bool paused = false;   // too much queued: the receive was cancelled until the queue drains
+  bool eof = false;      // the reading peer finished sending (passed on once the queue drains)
+};
+
+// Queued chunks per direction before wsgate stops reading that peer (its socket buffer then
+// fills and TCP pushes back, as with nginx's fixed buffer).
+constexpr uint16_t kMaxQueued = 16;
+
 // Both connections, the clocks of what each peer last sent, and the frame position of each
 // stream. Directions: 0 reads the client and writes the upstream, 1 the reverse; peers: 0 is
-// the client, 1 the upstream, so direction d reads peer d and writes peer 1 - d. What an idle
-// tunnel costs is this record, two sockets and three small coroutine frames.
-struct tunnel final : tunnel_handle {
-  tunnel(worker_context& wc, tcp::socket c, std::unique_ptr<upstream_conn> u, tunnel_limits l)
-      : w(wc), client(std::move(c)), upstream(std::move(u)), limits(l), timer(wc.io) {
+// the client, 1 the upstream, so direction d reads peer d and writes peer 1 - d.
+//
+// Two ways to move the bytes: the worker's relay_ring (io_uring: multishot receives into the
+// ring's buffers, sends batched once per loop turn; the tunnel owns the two descriptors) or,
+// where io_uring is missing, two Asio coroutines that wait for readability and borrow a pool
+// buffer. What an idle tunnel costs is this record, the watchdog's timer and coroutine frame,
+// and (Asio only) two relay coroutine frames.
+struct tunnel final : tunnel_handle, ring_user {
+  tunnel(worker_context& wc, tcp::socket c, std::unique_ptr<upstream_conn> u, tunnel_limits l,
+         std::shared_ptr<relay_ring> r)
+      : w(wc), ring(std::move(r)), limits(l), timer(wc.io) {
     stats.started = std::chrono::system_clock::now();
-    stats.client = endpoint_text(client, true);
-    stats.upstream =
-        upstream->peer.empty() ? endpoint_text(upstream->socket, true) : upstream->peer;
+    stats.client = endpoint_text(c, true);
+    stats.upstream = u->peer.empty() ? endpoint_text(u->socket, true) : u->peer;
+    if (ring) {
+      // The ring reads and writes the descriptors itself: out of Asio's reactor, blocking
+      // (io_uring waits for readiness on its own).
+      error_code ec;
+      fd[0] = c.release(ec);
+      fd[1] = u->socket.release(ec);
+      for (int f : fd) ::fcntl(f, F_SETFL, ::fcntl(f, F_GETFL) & ~O_NONBLOCK);
+      ring->hold();
+    } else {
+      fd[0] = c.native_handle();
+      fd[1] = u->socket.native_handle();
+      sockets = std::make_unique<asio_sockets>(asio_sockets{std::move(c), std::move(u)});
+    }
     w.tunnels.add(this);
   }
   // The worker counted both sockets as connections; the count drops when the tunnel goes.
   // (The registry is left in close_all: when a stopping worker destroys its event loop,
   // pending tunnels are destroyed without closing, after the registry is gone.)
-  ~tunnel() override { w.connections -= 2; }
+  ~tunnel() override {
+    w.connections -= 2;
+    if (ring) {
+      for (int f : fd)
+        if (f >= 0) ::close(f);
+      for (auto& l : lanes) {
+        release(l.cur);
+        while (l.head) l.head = std::move(l.head->next);
+      }
+      ring->unhold();
+    }
+  }
+
+  struct asio_sockets {
+    tcp::socket client;
+    std::unique_ptr<upstream_conn> upstream;
+  };
 
   worker_context& w;
-  tcp::socket client;
-  std::unique_ptr<upstream_conn> upstream;
+  // Null: the Asio relay. Shared: a worker tearing down destroys its loop's pending tunnels
+  // after the worker's own reference to the ring is gone.
+  std::shared_ptr<relay_ring> ring;
+  std::unique_ptr<asio_sockets> sockets;  // the Asio relay's sockets
+  int fd[2] = {-1, -1};                   // client, upstream
+  int inflight = 0;                       // ring operations not completed yet
+  lane lanes[2];
   tunnel_limits limits;
   asio::steady_timer timer;
   clock::time_point last_activity = clock::now();
@@ -80,15 +150,21 @@ struct tunnel final : tunnel_handle {
   const char* ended_by = nullptr;  // the peer that closed its side first
   bool closed = false;
 
-  tcp::socket& peer(int p) { return p == 0 ? client : upstream->socket; }
+  tcp::socket& peer(int p) { return p == 0 ? sockets->client : sockets->upstream->socket; }
 
   void close_all(const char* reason) {
     if (closed) return;
     closed = true;
     if (stats.close_reason.empty()) stats.close_reason = reason;
     error_code ec;
-    client.close(ec);
-    upstream->socket.close(ec);
+    if (ring) {
+      // Whatever the ring still does on these descriptors ends; they are closed with the
+      // tunnel, once the last completion came back (the watchdog waits for it).
+      for (int f : fd) io_uring_prep_cancel_fd(ring->sqe(nullptr, 0), f, IORING_ASYNC_CANCEL_ALL);
+    } else {
+      sockets->client.close(ec);
+      sockets->upstream->socket.close(ec);
+    }
     timer.cancel();
     const auto lasted = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::system_clock::now() - stats.started);
@@ -103,6 +179,229 @@ struct tunnel final : tunnel_handle {
                   " ms");
     w.tunnels.remove(this);
   }
+
+  // --- the io_uring relay ----------------------------------------------------------------------
+  // Tags: receive of direction d = d, send of direction d = 2 + d.
+  void arm_recv(int d) {
+    io_uring_sqe* s = ring->sqe(this, static_cast<unsigned>(d));
+    io_uring_prep_recv_multishot(s, fd[d], nullptr, 0, 0);
+    s->flags |= IOSQE_BUFFER_SELECT;
+    s->buf_group = relay_ring::kGroup;
+    lanes[d].recv_on = true;
+    ++inflight;
+  }
+  void submit_send(int d) {
+    const chunk& c = lanes[d].cur;
+    io_uring_sqe* s = ring->sqe(this, 2 + static_cast<unsigned>(d));
+    // MSG_WAITALL: the kernel retries a short send itself.
+    io_uring_prep_send(s, fd[1 - d], c.data, c.size, MSG_NOSIGNAL | MSG_WAITALL);
+    ++inflight;
+  }
+  void release(chunk& c) {
+    if (c.bid >= 0) ring->recycle(static_cast<unsigned>(c.bid));
+    c.bid = -1;
+    c.owned.reset();
+    c.data = nullptr;
+    c.size = 0;
+  }
+  void start_send(int d, chunk&& c) {
+    lane& l = lanes[d];
+    l.cur.data = c.data;
+    l.cur.size = c.size;
+    l.cur.bid = c.bid;
+    l.cur.owned = std::move(c.owned);
+    c.bid = -1;
+    writing[d] = true;
+    submit_send(d);
+    ring->check_at_turn_end(this, static_cast<unsigned>(d));
+  }
+  // Bytes for direction d, after the frame tracker: written now, or queued behind the write in
+  // flight (copied out of the ring buffer, which goes straight back).
+  void enqueue(int d, chunk&& c) {
+    lane& l = lanes[d];
+    if (l.cur.size == 0) {
+      start_send(d, std::move(c));
+      return;
+    }
+    auto q = std::make_unique<chunk>();
+    if (c.bid >= 0) {
+      q->owned = std::make_unique_for_overwrite<char[]>(c.size);
+      std::memcpy(q->owned.get(), c.data, c.size);
+      q->data = q->owned.get();
+      q->size = c.size;
+      release(c);
+    } else {
+      q->owned = std::move(c.owned);
+      q->data = c.data;
+      q->size = c.size;
+    }
+    chunk* raw = q.get();
+    if (l.tail)
+      l.tail->next = std::move(q);
+    else
+      l.head = std::move(q);
+    l.tail = raw;
+    if (++l.queued >= kMaxQueued && l.recv_on && !l.paused) {
+      l.paused = true;
+      io_uring_prep_cancel64(
+          ring->sqe(nullptr, 0),
+          reinterpret_cast<uint64_t>(static_cast<ring_user*>(this)) | static_cast<unsigned>(d), 0);
+    }
+  }
+  // Bytes read from peer d, through the frame tracker for a WebSocket.
+  void on_data(int d, chunk&& c) {
+    stats.bytes[d] += c.size;
+    last_activity = last_heard[d] = ring->now();
+    if (limits.websocket) {
+      const auto& pieces = frames[d].feed(c.data, c.size);
+      stats.frames[d] = frames[d].frames();
+      stats.pongs_swallowed = frames[0].pongs_swallowed() + frames[1].pongs_swallowed();
+      if (pieces.size() != 1 || pieces[0].data != c.data || pieces[0].size != c.size) {
+        // Pongs cut out, or bytes held back or released by the tracker: a copy of what goes on.
+        size_t total = 0;
+        for (const auto& p : pieces) total += p.size;
+        chunk out;
+        if (total > 0) {
+          out.owned = std::make_unique_for_overwrite<char[]>(total);
+          size_t at = 0;
+          for (const auto& p : pieces) {
+            std::memcpy(out.owned.get() + at, p.data, p.size);
+            at += p.size;
+          }
+          out.data = out.owned.get();
+          out.size = static_cast<uint32_t>(total);
+        }
+        release(c);
+        c = std::move(out);
+      }
+    }
+    // After wsgate's Close went into this direction, nothing more may follow it.
+    if (c.size == 0 || close_sent[d]) {
+      release(c);
+      return;
+    }
+    enqueue(d, std::move(c));
+  }
+  // Direction d's peer finished and everything it sent was written: pass the half-close on.
+  void finish(int d) {
+    ended[d] = true;
+    if (!ended_by) ended_by = d == 0 ? "client closed" : "upstream closed";
+    ::shutdown(fd[1 - d], SHUT_WR);
+    if (leaving) timer.cancel();
+    if (--open_directions == 0) close_all(leaving ? "going away" : ended_by);
+  }
+  void on_recv(int d, int res, unsigned flags) {
+    lane& l = lanes[d];
+    if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
+      chunk c;
+      c.bid = static_cast<int32_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+      c.data = ring->buffer(static_cast<unsigned>(c.bid));
+      c.size = static_cast<uint32_t>(res);
+      if (closed || l.eof)
+        release(c);
+      else
+        on_data(d, std::move(c));
+      if (leaving && !closed) timer.cancel();  // a Close may now fit
+    }
+    if (flags & IORING_CQE_F_MORE) return;
+    l.recv_on = false;
+    --inflight;
+    if (closed) return;
+    if (res == 0) {
+      l.eof = true;
+      if (l.cur.size == 0) finish(d);
+    } else if (res == -ENOBUFS) {
+      ++inflight;  // the wait for buffers keeps the tunnel alive like an operation
+      ring->wait_for_buffers(this, static_cast<unsigned>(d));
+    } else if (res < 0 && res != -ECANCELED) {
+      close_all(d == 0 ? "client error" : "upstream error");
+    } else if (!l.paused) {
+      arm_recv(d);  // the multishot receive stopped on its own (or a pause was lifted)
+    }
+  }
+  void on_send(int d, int res) {
+    lane& l = lanes[d];
+    --inflight;
+    if (closed) {
+      release(l.cur);
+      return;
+    }
+    if (res < 0) {
+      release(l.cur);
+      close_all(d == 0 ? "client error" : "upstream error");
+      return;
+    }
+    if (static_cast<uint32_t>(res) < l.cur.size) {
+      l.cur.data += res;
+      l.cur.size -= static_cast<uint32_t>(res);
+      submit_send(d);
+      return;
+    }
+    release(l.cur);
+    write_deadline[d] = clock::time_point::max();
+    last_activity = ring->now();
+    if (l.head) {
+      std::unique_ptr<chunk> next = std::move(l.head);
+      l.head = std::move(next->next);
+      if (!l.head) l.tail = nullptr;
+      --l.queued;
+      start_send(d, std::move(*next));
+      return;
+    }
+    writing[d] = false;
+    l.queued = 0;
+    // A frame of wsgate's own that waited for this stream to reach a boundary goes now.
+    if (frames[d].at_boundary()) {
+      if (leaving)
+        try_close(d);
+      else if (ping_wanted[1 - d])
+        try_ping(1 - d);
+    }
+    if (closed) return;
+    if (l.eof) {
+      finish(d);
+    } else if (l.paused) {
+      l.paused = false;
+      if (!l.recv_on) arm_recv(d);  // else: re-armed when the cancelled receive reports
+    }
+  }
+  void on_completion(unsigned tag, int res, unsigned flags) override {
+    const int d = static_cast<int>(tag & 1);
+    if (tag < 2)
+      on_recv(d, res, flags);
+    else
+      on_send(d, res);
+    if (closed && inflight == 0) timer.cancel();  // the watchdog lets the tunnel go
+  }
+  void on_buffers(unsigned tag) override {
+    --inflight;
+    const int d = static_cast<int>(tag & 1);
+    if (!closed && !lanes[d].paused && !lanes[d].eof && !lanes[d].recv_on) arm_recv(d);
+    if (closed && inflight == 0) timer.cancel();
+  }
+  // A write still in flight when the turn ends waits for the peer: its send timeout starts.
+  void on_turn_end(unsigned tag) override {
+    const int d = static_cast<int>(tag & 1);
+    if (closed || lanes[d].cur.size == 0 || write_deadline[d] != clock::time_point::max()) return;
+    write_deadline[d] = ring->now() + (d == 0 ? limits.upstream_send : limits.client_send);
+    if (timer.expiry() > write_deadline[d]) timer.cancel();
+  }
+  // Starts the io_uring relay: bytes that came with the handshake first, then multishot
+  // receives on both descriptors.
+  void start_ring(std::string to_upstream, std::string to_client) {
+    std::string* pending[2] = {&to_upstream, &to_client};
+    for (int d = 0; d < 2; ++d) {
+      if (pending[d]->empty()) continue;
+      chunk c;
+      c.size = static_cast<uint32_t>(pending[d]->size());
+      c.owned = std::make_unique_for_overwrite<char[]>(c.size);
+      std::memcpy(c.owned.get(), pending[d]->data(), c.size);
+      c.data = c.owned.get();
+      on_data(d, std::move(c));
+    }
+    for (int d = 0; d < 2; ++d) arm_recv(d);
+  }
+
   // Keepalive needs both streams to be WebSocket framing wsgate can follow.
   bool keepalive() const {
     return limits.websocket && limits.keepalive.count() > 0 && !frames[0].broken() &&
@@ -127,7 +426,7 @@ struct tunnel final : tunnel_handle {
     char buf[kMaxControlFrame];
     // Toward the upstream wsgate acts as a client, whose frames are masked.
     const size_t n = write_control_frame(buf, opcode, payload, d == 0 ? mask_key() : 0);
-    const ssize_t sent = ::send(peer(1 - d).native_handle(), buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    const ssize_t sent = ::send(fd[1 - d], buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (sent == static_cast<ssize_t>(n)) return true;
     if (sent > 0) close_all("error");  // half a frame in the stream: nothing sane can follow
     return false;
@@ -223,6 +522,12 @@ asio::awaitable<void> tunnel_watchdog(std::shared_ptr<tunnel> t) {
       }
     }
     t->timer.expires_at(next);
+    co_await t->timer.async_wait(use_nothrow);
+  }
+  // The ring may still hold operations of this tunnel (their cancellation completes in the
+  // next turn): the tunnel lives until the last one came back.
+  while (t->inflight > 0) {
+    t->timer.expires_at(clock::time_point::max());
     co_await t->timer.async_wait(use_nothrow);
   }
 }
@@ -323,6 +628,23 @@ asio::awaitable<void> relay(std::shared_ptr<tunnel> t, int dir, std::string pend
   t->close_all("closed");
 }
 
+// The worker's relay_ring, made on its first tunnel; null where io_uring is unavailable (said
+// once in the error log) or WSGATE_RELAY=asio asks for the Asio relay.
+std::shared_ptr<relay_ring> worker_ring(worker_context& w) {
+  if (!w.relay_ring_tried) {
+    w.relay_ring_tried = true;
+    const char* choice = std::getenv("WSGATE_RELAY");
+    if (choice && std::string_view(choice) == "asio") return nullptr;
+    std::string why;
+    std::shared_ptr<relay_ring> r = relay_ring::create(w.io, why);
+    if (r)
+      w.relay_ring = std::move(r);
+    else
+      log_error(log_level::notice, "tunnels relay with Asio, io_uring is not available: " + why);
+  }
+  return std::static_pointer_cast<relay_ring>(w.relay_ring);
+}
+
 }  // namespace
 
 void start_tunnel(worker_context& w, tcp::socket client, std::unique_ptr<upstream_conn> upstream,
@@ -330,10 +652,17 @@ void start_tunnel(worker_context& w, tcp::socket client, std::unique_ptr<upstrea
   std::string to_client(upstream->in.data());
   upstream->in.consume(upstream->in.size());
   upstream->in.release();
-  auto t = std::make_shared<tunnel>(w, std::move(client), std::move(upstream), limits);
+  auto ring = worker_ring(w);
+  const bool use_ring = ring != nullptr;
+  auto t =
+      std::make_shared<tunnel>(w, std::move(client), std::move(upstream), limits, std::move(ring));
   asio::co_spawn(w.io, tunnel_watchdog(t), asio::detached);
-  asio::co_spawn(w.io, relay(t, 0, std::move(to_upstream)), asio::detached);
-  asio::co_spawn(w.io, relay(t, 1, std::move(to_client)), asio::detached);
+  if (use_ring) {
+    t->start_ring(std::move(to_upstream), std::move(to_client));
+  } else {
+    asio::co_spawn(w.io, relay(t, 0, std::move(to_upstream)), asio::detached);
+    asio::co_spawn(w.io, relay(t, 1, std::move(to_client)), asio::detached);
+  }
   // A QUIT that came while this tunnel's handshake was in flight applies to it too.
   if (w.draining) t->going_away(w.rt->config->main.worker_shutdown_timeout);
 }

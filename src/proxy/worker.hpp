@@ -63,6 +63,10 @@ struct worker_context {
   std::unordered_map<std::string, std::vector<std::unique_ptr<upstream_conn>>> idle_upstreams;
   std::unordered_set<tcp::socket*> idle_clients;  // keep-alive connections waiting for a request
   tunnel_registry tunnels;                        // open upgrade tunnels and their accounting
+  // The tunnels' io_uring relay (proxy/relay_ring.hpp), made with the worker's first tunnel;
+  // type-erased to keep io_uring out of this header. Tunnels share it: it goes with the last.
+  std::shared_ptr<void> relay_ring;
+  bool relay_ring_tried = false;
 };
 
 // Runs a client connection to its end (requests, then possibly a tunnel).
