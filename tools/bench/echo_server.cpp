@@ -1,9 +1,12 @@
 // wsgate-echo: the fast upstream for benchmarks. HTTP/1.1 keep-alive answers every request with a
 // fixed small body; a WebSocket upgrade is accepted and every frame is unmasked and echoed (ping
-// answered with pong, close echoed then the connection closed). One epoll loop per thread
-// (-t N, SO_REUSEPORT), raw non-blocking sockets, no allocation per message: frames are unmasked
-// and compacted in place in the read buffer and written back from there.
-//   wsgate-echo [--listen 127.0.0.1:PORT]... [-t N] [--body-size N]
+// answered with pong, close echoed then the connection closed). One event loop per thread
+// (-t N, SO_REUSEPORT): io_uring by default (multishot accept and receive into provided buffers,
+// the sends of a loop turn submitted with its wait in one system call), epoll with --io epoll or
+// where io_uring is not allowed. No allocation per message: frames are unmasked and compacted in
+// place in the receive buffer and sent from there (epoll) or from a per-connection output buffer
+// that keeps its capacity (io_uring).
+//   wsgate-echo [--listen 127.0.0.1:PORT]... [-t N] [--body-size N] [--io auto|uring|epoll]
 // Prints "listening ADDR:PORT" per address once it accepts.
 #include <openssl/evp.h>
 #include <sys/epoll.h>
@@ -23,6 +26,7 @@
 #include <vector>
 
 #include "net.hpp"
+#include "uring.hpp"
 
 namespace {
 
@@ -57,6 +61,12 @@ struct econn {
   uint64_t body_left = 0;  // HTTP request body still to skip
   std::string head;        // request head split across reads (rare)
   std::string out;         // output the socket did not take yet (backpressure)
+  // io_uring only: the bytes of the send in flight (out collects what comes meanwhile), and the
+  // operations that still refer to this record; it is freed once the last one completes.
+  std::string sending;
+  bool send_busy = false;
+  bool recv_armed = false;
+  bool dead = false;
 };
 
 // XOR with the mask while moving forward from src to dst (dst <= src): 8 bytes at a time.
@@ -75,15 +85,26 @@ void unmask_move(char* dst, const char* src, std::size_t n, const uint8_t mask[4
   for (; k < n; ++k) dst[k] = static_cast<char>(src[k] ^ static_cast<char>(m8[k & 7]));
 }
 
+constexpr unsigned kRingBuffers = 512;
+constexpr unsigned kRingBufferSize = 32 * 1024;
+constexpr std::size_t kKeepOutput = 64 * 1024;  // larger output buffers are freed when drained
+
+// io_uring user data: a connection pointer (8-byte aligned) or a listener fd, tagged below.
+enum op_tag : uint64_t { tag_accept = 1, tag_recv = 2, tag_send = 3 };
+
 class loop {
  public:
-  loop(std::vector<int> listeners, std::string response)
-      : listeners_(std::move(listeners)), response_(std::move(response)) {
-    buf_ = std::make_unique<char[]>(kHeadroom + kReadSize);
+  loop(std::vector<int> listeners, std::string response, bool use_uring)
+      : listeners_(std::move(listeners)), response_(std::move(response)), uring_(use_uring) {
+    if (!uring_) buf_ = std::make_unique<char[]>(kHeadroom + kReadSize);
     httpout_.reserve(64 * 1024);
   }
 
   void run() {
+    if (uring_) {
+      run_uring();
+      return;
+    }
     ep_ = epoll_create1(EPOLL_CLOEXEC);
     for (int l : listeners_) {
       epoll_event ev{};
@@ -111,6 +132,126 @@ class loop {
   }
 
  private:
+  // ---------------------------------------------------------------- io_uring
+  void run_uring() {
+    if (const std::string err = ring_.init(1024, kRingBuffers, kRingBufferSize, kHeadroom);
+        !err.empty()) {
+      std::fprintf(stderr, "wsgate-echo: io_uring: %s\n", err.c_str());
+      std::exit(1);
+    }
+    for (int l : listeners_) {
+      ring_.accept_multishot(l, (static_cast<uint64_t>(l) << 3) | tag_accept);
+    }
+    for (;;) {
+      ring_.submit_and_wait(1'000'000'000ULL);
+      ring_.drain([this](uint64_t ud, int res, uint32_t flags) { on_completion(ud, res, flags); });
+    }
+  }
+
+  void on_completion(uint64_t ud, int res, uint32_t flags) {
+    const bool more = (flags & IORING_CQE_F_MORE) != 0;
+    switch (ud & 7U) {
+      case tag_accept: {
+        const int l = static_cast<int>(ud >> 3);
+        if (res >= 0) {
+          set_nodelay(res);
+          auto* c = new econn;
+          c->fd = res;
+          arm_recv(c);
+        } else if ((res == -EMFILE || res == -ENFILE) && !warned_fds_) {
+          std::fprintf(stderr, "wsgate-echo: out of file descriptors (%s): raise ulimit -n\n",
+                       std::strerror(-res));
+          warned_fds_ = true;
+        }
+        if (!more) {
+          // Out of descriptors: new connections wait in the backlog until one closes.
+          if (res == -EMFILE || res == -ENFILE) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+          }
+          ring_.accept_multishot(l, ud);
+        }
+        return;
+      }
+      case tag_send:
+        send_done(reinterpret_cast<econn*>(ud & ~uint64_t{7}), res);
+        return;
+      default:
+        break;
+    }
+    auto* c = reinterpret_cast<econn*>(ud & ~uint64_t{7});
+    bool alive = !c->dead;
+    if (flags & IORING_CQE_F_BUFFER) {
+      const unsigned id = uring::buffer_id(flags);
+      if (alive && res > 0) {
+        char* data = ring_.buffer(id);
+        const auto n = static_cast<std::size_t>(res);
+        alive = c->ws ? on_ws(c, data - kHeadroom, kHeadroom, n) : on_http(c, data, n);
+      }
+      ring_.recycle(id);
+    }
+    if (more) return;
+    c->recv_armed = false;
+    if (alive && !c->dead && (res > 0 || res == -ENOBUFS)) {
+      arm_recv(c);  // the kernel ended the multishot (or every buffer was busy): go on
+      return;
+    }
+    if (!c->dead && res <= 0 && res != -ENOBUFS) {
+      destroy(c);  // EOF or error; frees the record unless a send is still in flight
+      return;
+    }
+    release(c);
+  }
+
+  void arm_recv(econn* c) {
+    c->recv_armed = true;
+    ring_.recv_multishot(c->fd, reinterpret_cast<uint64_t>(c) | tag_recv);
+  }
+
+  void start_send(econn* c) {
+    c->sending.swap(c->out);
+    c->out.clear();
+    c->send_busy = true;
+    ring_.send(c->fd, c->sending.data(), c->sending.size(),
+               reinterpret_cast<uint64_t>(c) | tag_send);
+  }
+
+  void send_done(econn* c, int res) {
+    c->send_busy = false;
+    if (c->dead) {
+      release(c);
+      return;
+    }
+    if (res < 0) {
+      destroy(c);
+      return;
+    }
+    if (static_cast<std::size_t>(res) < c->sending.size()) {
+      // A short send: the rest goes first, what came meanwhile stays queued behind it.
+      c->sending.erase(0, static_cast<std::size_t>(res));
+      c->send_busy = true;
+      ring_.send(c->fd, c->sending.data(), c->sending.size(),
+                 reinterpret_cast<uint64_t>(c) | tag_send);
+      return;
+    }
+    c->sending.clear();
+    if (c->sending.capacity() > kKeepOutput) std::string().swap(c->sending);
+    if (!c->out.empty()) {
+      start_send(c);
+    } else if (c->close_after) {
+      destroy(c);
+    }
+  }
+
+  // Frees the record once no operation refers to it any more.
+  void release(econn* c) {
+    if (!c->dead || c->recv_armed || c->send_busy) return;
+    close(c->fd);
+    delete c;
+  }
+
+  bool flushed(const econn* c) const { return c->out.empty() && !c->send_busy; }
+
+  // ---------------------------------------------------------------- epoll
   void accept_all(int l) {
     for (;;) {
       const int fd = accept4(l, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -137,6 +278,14 @@ class loop {
   }
 
   void destroy(econn* c) {
+    if (uring_) {
+      if (c->dead) return;
+      c->dead = true;
+      // Ends the armed receive and any send; the record goes once they have completed.
+      shutdown(c->fd, SHUT_RDWR);
+      release(c);
+      return;
+    }
     close(c->fd);
     delete c;
   }
@@ -150,6 +299,11 @@ class loop {
 
   // Writes, keeping what the socket does not take; false if the connection was closed.
   bool write_out(econn* c, const char* p, std::size_t n) {
+    if (uring_) {
+      c->out.append(p, n);
+      if (!c->send_busy) start_send(c);
+      return true;
+    }
     if (!c->out.empty()) {
       c->out.append(p, n);
       return true;
@@ -268,7 +422,7 @@ class loop {
     }
     if (c->closing && !c->in_payload) c->close_after = true;  // the whole close frame is echoed
     if (w > 0 && !write_out(c, base, w)) return false;
-    if (c->close_after && c->out.empty()) {
+    if (c->close_after && flushed(c)) {
       destroy(c);
       return false;
     }
@@ -341,7 +495,7 @@ class loop {
       if (c->close_after) break;
     }
     if (!httpout_.empty() && !write_out(c, httpout_.data(), httpout_.size())) return false;
-    if (c->close_after && c->out.empty()) {
+    if (c->close_after && flushed(c)) {
       destroy(c);
       return false;
     }
@@ -354,6 +508,8 @@ class loop {
   std::string httpout_;
   int ep_ = -1;
   bool warned_fds_ = false;
+  bool uring_ = false;
+  uring ring_;
 };
 
 int make_listener(const sockaddr_storage& addr, socklen_t len, std::string& err) {
@@ -376,7 +532,11 @@ int main(int argc, char** argv) {
   std::vector<std::string> listens;
   unsigned threads = 1;
   std::size_t body_size = 13;
+  std::string io = "auto";
   app.add_option("--listen", listens, "HOST:PORT to listen on (repeatable; port 0 = ephemeral)");
+  app.add_option("--io", io,
+                 "socket backend: auto (io_uring when the kernel allows it), uring or epoll")
+      ->check(CLI::IsMember({"auto", "uring", "epoll"}));
   app.add_option("-t,--threads", threads, "event loops (default 1)")->check(CLI::PositiveNumber);
   app.add_option("--body-size", body_size, "HTTP response body bytes (default 13)");
   CLI11_PARSE(app, argc, argv);
@@ -413,12 +573,26 @@ int main(int argc, char** argv) {
       per_thread[t].push_back(fd);
     }
   }
+  bool use_uring = io != "epoll";
+  if (use_uring) {
+    uring probe;
+    if (const std::string err = probe.init(8, 8, 4096); !err.empty()) {
+      if (io == "uring") {
+        std::cerr << "wsgate-echo: --io uring: " << err << "; use --io epoll\n";
+        return 2;
+      }
+      std::cerr << "wsgate-echo: io_uring unavailable (" << err << "), using epoll\n";
+      use_uring = false;
+    }
+  }
+  std::fprintf(stderr, "wsgate-echo: %s, %u thread(s)\n", use_uring ? "io_uring" : "epoll",
+               threads);
   for (const auto& a : addrs) std::printf("listening %s\n", format_addr(a).c_str());
   std::fflush(stdout);
 
   std::vector<std::thread> pool;
   for (unsigned t = 1; t < threads; ++t) {
-    pool.emplace_back([&, t] { loop(per_thread[t], response).run(); });
+    pool.emplace_back([&, t] { loop(per_thread[t], response, use_uring).run(); });
   }
-  loop(per_thread[0], response).run();
+  loop(per_thread[0], response, use_uring).run();
 }

@@ -1,6 +1,7 @@
 #include "load.hpp"
 
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -14,6 +15,8 @@
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include "uring.hpp"
 
 namespace wsgate::bench {
 
@@ -61,6 +64,8 @@ constexpr std::size_t kMaxHeader = 64 * 1024;
 constexpr uint64_t kSweepEvery = 50'000'000ULL;   // timeout and retry scan
 constexpr uint64_t kRetryDelay = 100'000'000ULL;  // after a failed connect
 constexpr unsigned kMaxPendingConnects = 512;     // stay under the peer's listen backlog
+constexpr unsigned kRecvBuffers = 1024;           // io_uring provided buffers per worker
+constexpr unsigned kRecvBufferSize = 16 * 1024;
 
 // The byte streams a connection writes; each is one unit repeated so that any run of owed
 // units can be written from one contiguous slice.
@@ -85,6 +90,7 @@ struct conn {
   bool close_after = false;  // http: the response said Connection: close
   bool ready = false;        // counted as ready once
   bool bad_status = false;   // http: this response's status is counted as an error
+  bool send_busy = false;    // io_uring: a send is in flight (one at a time keeps the order)
   uint16_t status = 0;
   rphase ph = rphase::head;
   uint8_t hdr_have = 0;
@@ -120,8 +126,14 @@ struct alignas(64) live_counters {
 class worker {
  public:
   worker(const load_config& cfg, shared_state& sh, live_counters& live, unsigned first_conn,
-         unsigned nconns, uint64_t budget, double rate)
-      : cfg_(cfg), sh_(sh), live_(live), conns_(nconns), budget_(budget), rate_(rate) {
+         unsigned nconns, uint64_t budget, double rate, bool use_uring)
+      : cfg_(cfg),
+        sh_(sh),
+        live_(live),
+        conns_(nconns),
+        budget_(budget),
+        rate_(rate),
+        uring_(use_uring) {
     const unsigned k = cfg.mode == load_mode::ws ? std::max(1U, cfg.inflight) : 1U;
     inflight_ = k;
     stamps_.assign(static_cast<std::size_t>(nconns) * k, 0);
@@ -138,7 +150,16 @@ class worker {
   }
 
   void run() {
-    ep_ = epoll_create1(EPOLL_CLOEXEC);
+    if (uring_) {
+      // Created on this thread: the ring has a single issuer.
+      if (const std::string err = ring_.init(4096, kRecvBuffers, kRecvBufferSize); !err.empty()) {
+        note_error(error_kind::protocol, "io_uring: " + err);
+        live_.finished.store(true, std::memory_order_relaxed);
+        return;
+      }
+    } else {
+      ep_ = epoll_create1(EPOLL_CLOEXEC);
+    }
     const uint64_t t0 = now_ns();
     setup_started_ = t0;
     if (cfg_.mode == load_mode::handshake) {
@@ -157,7 +178,7 @@ class worker {
       }
       close(c.fd);
     }
-    close(ep_);
+    if (ep_ >= 0) close(ep_);
     live_.finished.store(true, std::memory_order_relaxed);
   }
 
@@ -218,10 +239,18 @@ class worker {
       // Waiting for the common start: poll the flag often so no worker starts late.
       if (phase_ == phase::waiting) wake = std::min(wake, now + 100'000);
       const uint64_t wait = wake > now ? wake - now : 0;
-      timespec ts{static_cast<time_t>(wait / kSecond), static_cast<long>(wait % kSecond)};
-      const int n = epoll_pwait2(ep_, evs, 512, &ts, nullptr);
-      now = now_ns();
-      for (int i = 0; i < n; ++i) on_event(evs[i], now);
+      if (uring_) {
+        ring_.submit_and_wait(wait);
+        now = now_ns();
+        now_cached_ = now;
+        ring_.drain(
+            [&](uint64_t ud, int res, uint32_t flags) { on_completion(ud, res, flags, now); });
+      } else {
+        timespec ts{static_cast<time_t>(wait / kSecond), static_cast<long>(wait % kSecond)};
+        const int n = epoll_pwait2(ep_, evs, 512, &ts, nullptr);
+        now = now_ns();
+        for (int i = 0; i < n; ++i) on_event(evs[i], now);
+      }
       fire_timers(now);
     }
   }
@@ -246,7 +275,8 @@ class worker {
         }
         return true;
       case phase::waiting:
-        if (sh_.go.load(std::memory_order_acquire)) begin_running(now);
+        // Everyone starts at the common start time, so the measured window is the same.
+        if (sh_.go.load(std::memory_order_acquire) && now >= sh_.start.load()) begin_running(now);
         return true;
       case phase::running:
         if (end_ && now >= end_) {
@@ -334,8 +364,9 @@ class worker {
     c.peer_close = c.close_after = false;
     c.out_armed = false;
     c.started = c.wait_since = now;
+    c.send_busy = false;
     if (cfg_.mode == load_mode::handshake) ++result.sent;
-    const int fd = start_connect(cfg_.dest, c.source);
+    const int fd = uring_ ? open_socket(cfg_.dest, c.source) : start_connect(cfg_.dest, c.source);
     if (fd < 0) {
       note_error(error_kind::connect, std::string("connect: ") + std::strerror(-fd));
       c.st = cstate::down;
@@ -347,6 +378,11 @@ class worker {
     }
     c.fd = fd;
     ++pending_connects_;
+    if (uring_) {
+      ring_.connect(fd, reinterpret_cast<const sockaddr*>(&cfg_.dest.addr), cfg_.dest.addr_len,
+                    user_data(i, c, op_connect));
+      return;
+    }
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT;
     ev.data.u64 = (static_cast<uint64_t>(c.gen) << 32) | i;
@@ -354,6 +390,7 @@ class worker {
   }
 
   void set_events(uint32_t i, conn& c, bool out) {
+    if (uring_) return;
     epoll_event ev{};
     ev.events = EPOLLIN | (out ? EPOLLOUT : 0U);
     ev.data.u64 = (static_cast<uint64_t>(c.gen) << 32) | i;
@@ -368,8 +405,14 @@ class worker {
     if (c.st == cstate::running || c.st == cstate::closing) {
       if (cfg_.mode != load_mode::http) live_.established.fetch_sub(1, std::memory_order_relaxed);
     }
-    if (c.fd >= 0) close(c.fd);
+    if (c.fd >= 0) {
+      // io_uring holds the socket while a receive is armed: shutdown ends those operations (their
+      // completions carry the old generation and are ignored) so close really closes.
+      if (uring_) shutdown(c.fd, SHUT_RDWR);
+      close(c.fd);
+    }
     c.fd = -1;
+    c.send_busy = false;
     c.st = cstate::down;
     c.q_len = 0;
     c.timer_armed = false;  // a stale heap entry is ignored by its generation
@@ -407,21 +450,90 @@ class worker {
       int err = 0;
       socklen_t len = sizeof err;
       getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len);
-      if (err != 0) {
-        note_error(error_kind::connect, std::string("connect: ") + std::strerror(err));
-        if (phase_ == phase::setup && cfg_.mode != load_mode::idle) ++failed_setup_;
-        drop(i, c, now, cfg_.mode != load_mode::idle, kRetryDelay);
-        return;
-      }
-      --pending_connects_;
-      set_events(i, c, false);
-      on_connected(i, c, now);
+      connect_done(i, c, err, now);
       return;
     }
     if (ev.events & EPOLLOUT) {
       if (!flush(i, c, now)) return;
     }
     if (ev.events & (EPOLLIN | EPOLLHUP | EPOLLERR)) on_readable(i, c, now);
+  }
+
+  void connect_done(uint32_t i, conn& c, int err, uint64_t now) {
+    if (err != 0) {
+      note_error(error_kind::connect, std::string("connect: ") + std::strerror(err));
+      if (phase_ == phase::setup && cfg_.mode != load_mode::idle) ++failed_setup_;
+      drop(i, c, now, cfg_.mode != load_mode::idle, kRetryDelay);
+      return;
+    }
+    --pending_connects_;
+    if (uring_) {
+      ring_.recv_multishot(c.fd, user_data(i, c, op_recv));
+    } else {
+      set_events(i, c, false);
+    }
+    on_connected(i, c, now);
+  }
+
+  // ---------------------------------------------------------------- io_uring completions
+  enum op_kind : uint32_t { op_connect = 1, op_recv = 2, op_send = 3 };
+  static uint64_t user_data(uint32_t i, const conn& c, op_kind op) {
+    return (static_cast<uint64_t>(c.gen) << 32) | (static_cast<uint64_t>(op) << 28) | i;
+  }
+
+  void on_completion(uint64_t ud, int res, uint32_t flags, uint64_t now) {
+    const auto i = static_cast<uint32_t>(ud & 0x0fffffffU);
+    const auto op = static_cast<op_kind>((ud >> 28) & 0xfU);
+    const bool current =
+        i < conns_.size() && conns_[i].gen == static_cast<uint32_t>(ud >> 32) && conns_[i].fd >= 0;
+    switch (op) {
+      case op_connect:
+        if (current) connect_done(i, conns_[i], res < 0 ? -res : 0, now);
+        return;
+      case op_send:
+        if (current) send_done(i, conns_[i], res, now);
+        return;
+      case op_recv:
+        break;
+    }
+    const bool more = (flags & IORING_CQE_F_MORE) != 0;
+    if (flags & IORING_CQE_F_BUFFER) {
+      const unsigned id = uring::buffer_id(flags);
+      if (current && res > 0) {
+        conn& c = conns_[i];
+        const uint32_t gen = c.gen;
+        c.wait_since = now;
+        consume(i, c, ring_.buffer(id), static_cast<std::size_t>(res), now);
+        ring_.recycle(id);
+        if (!more && c.gen == gen && c.fd >= 0) ring_.recv_multishot(c.fd, ud);
+        return;
+      }
+      ring_.recycle(id);
+    }
+    if (!current) return;
+    conn& c = conns_[i];
+    if (res == -ENOBUFS || (res > 0 && !more)) {
+      // Every buffer was in use (they are back now) or the kernel ended the multishot: re-arm.
+      ring_.recv_multishot(c.fd, ud);
+      return;
+    }
+    if (res == 0) {
+      on_eof(i, c, now, "connection closed by peer");
+    } else if (res < 0) {
+      on_eof(i, c, now, std::strerror(-res));
+    }
+  }
+
+  void send_done(uint32_t i, conn& c, int res, uint64_t now) {
+    c.send_busy = false;
+    if (res < 0) {
+      fail(i, c, error_kind::closed, now, std::string("write: ") + std::strerror(-res));
+      return;
+    }
+    c.owed -= static_cast<uint64_t>(res);
+    c.woff += static_cast<uint64_t>(res);
+    result.bytes_out += static_cast<uint64_t>(res);
+    flush(i, c, now);
   }
 
   void on_connected(uint32_t i, conn& c, uint64_t now) {
@@ -459,6 +571,16 @@ class worker {
   // Writes what is owed; false if the connection was dropped.
   bool flush(uint32_t i, conn& c, uint64_t now) {
     const pattern& p = patterns_[c.pat];
+    if (uring_) {
+      // The pattern blocks live as long as the worker, so a send can point into them.
+      if (c.send_busy || c.owed == 0 || c.fd < 0) return true;
+      const std::size_t off = c.woff % p.unit;
+      const std::size_t n =
+          static_cast<std::size_t>(std::min<uint64_t>(c.owed, p.block.size() - off));
+      ring_.send(c.fd, p.block.data() + off, n, user_data(i, c, op_send));
+      c.send_busy = true;
+      return true;
+    }
     while (c.owed > 0) {
       const std::size_t off = c.woff % p.unit;
       const std::size_t n =
@@ -934,6 +1056,8 @@ class worker {
   double rate_ = 0;
   unsigned inflight_ = 1;
   int ep_ = -1;
+  bool uring_ = false;
+  uring ring_;
   phase phase_ = phase::setup;
   uint64_t start_ = 0, end_ = 0, interval_ = 0, now_cached_ = 0;
   uint64_t setup_started_ = 0, hold_until_ = 0, ping_deadline_ = 0;
@@ -948,8 +1072,29 @@ uint64_t fds_needed(const load_config& cfg) {
   return static_cast<uint64_t>(cfg.conns) + 64;
 }
 
+namespace {
+double cpu_seconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto secs = [](const timeval& tv) {
+    return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+  };
+  return secs(ru.ru_utime) + secs(ru.ru_stime);
+}
+}  // namespace
+
 void run_load(const load_config& cfg, load_result& out) {
   const unsigned threads = std::max(1U, std::min(cfg.threads, cfg.conns));
+  std::string io_note;
+  bool use_uring = cfg.io != io_backend::epoll;
+  if (use_uring) {
+    // Probe once here (a ring and its buffers), so every worker uses the same backend.
+    uring probe;
+    if (std::string err = probe.init(8, 8, 4096); !err.empty()) {
+      io_note = "io_uring unavailable (" + err + "), using epoll";
+      use_uring = false;
+    }
+  }
 
   shared_state sh;
   std::vector<live_counters> live(threads);
@@ -960,7 +1105,7 @@ void run_load(const load_config& cfg, load_result& out) {
     const unsigned n = cfg.conns / threads + (t < cfg.conns % threads ? 1 : 0);
     const uint64_t budget = cfg.count / threads + (t < cfg.count % threads ? 1 : 0);
     workers.push_back(
-        std::make_unique<worker>(cfg, sh, live[t], first, n, budget, per_thread_rate));
+        std::make_unique<worker>(cfg, sh, live[t], first, n, budget, per_thread_rate, use_uring));
     first += n;
   }
   std::vector<std::thread> pool;
@@ -988,6 +1133,7 @@ void run_load(const load_config& cfg, load_result& out) {
     sh.start.store(now_ns() + 1'000'000);
     sh.go.store(true, std::memory_order_release);
   }
+  const double cpu0 = cpu_seconds();
 
   const uint64_t t0 = now_ns();
   uint64_t last_print = t0, last_count = 0;
@@ -1026,6 +1172,7 @@ void run_load(const load_config& cfg, load_result& out) {
     }
   }
   for (auto& th : pool) th.join();
+  const double cpu1 = cpu_seconds();
 
   out = load_result{};
   for (auto& w : workers) {
@@ -1046,6 +1193,9 @@ void run_load(const load_config& cfg, load_result& out) {
     out.established = cfg.conns;
   }
   out.first_error = sh.first_error;
+  out.io = use_uring ? "io_uring" : "epoll";
+  out.io_note = io_note;
+  out.cpu_s = cpu1 - cpu0;
 }
 
 }  // namespace wsgate::bench

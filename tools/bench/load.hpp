@@ -16,6 +16,11 @@ namespace wsgate::bench {
 enum class load_mode { http, ws, handshake, idle };
 std::string_view mode_name(load_mode m);
 
+// How sockets are driven: io_uring (multishot receives into provided buffers, sends batched into
+// one system call per loop turn) or epoll (one recv and one send call per message). auto picks
+// io_uring when the kernel allows it.
+enum class io_backend { automatic, uring, epoll };
+
 // Errors are counted by what went wrong, as the report prints them.
 enum class error_kind {
   connect,   // connect() failed (refused, no ports left, ...)
@@ -45,6 +50,7 @@ struct load_config {
   bool ping = true;           // idle: ping every connection once at the end
   std::string ready_file;     // idle: written (with the count) once all connections are open
   bool progress = false;      // print a progress line to stderr every second
+  io_backend io = io_backend::automatic;
 };
 
 struct load_result {
@@ -57,6 +63,9 @@ struct load_result {
   double elapsed_s = 0;
   std::array<uint64_t, kErrorKinds> errors{};
   std::string first_error;  // a sample of what went wrong, for the human report
+  std::string io;           // the backend used: "io_uring" or "epoll"
+  std::string io_note;      // why io_uring was not used, when it was asked for or automatic
+  double cpu_s = 0;         // this process's CPU time (user + system) during the measured window
   histogram latency;        // nanoseconds
   uint64_t error_total() const;
 };

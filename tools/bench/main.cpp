@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
+#include <map>
 
 #include "load.hpp"
 #include "report.hpp"
@@ -27,6 +28,14 @@ void add_common(CLI::App* sub, cli_state& st) {
   sub->add_flag("--json", st.json, "print the result as JSON on stdout");
   sub->add_option("--timeout", st.cfg.timeout_s, "seconds to wait for an answer (default 5)")
       ->check(CLI::PositiveNumber);
+  sub->add_option("--io", st.cfg.io,
+                  "socket backend: auto (io_uring when the kernel allows it), uring or epoll")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, wsgate::bench::io_backend>{
+              {"auto", wsgate::bench::io_backend::automatic},
+              {"uring", wsgate::bench::io_backend::uring},
+              {"epoll", wsgate::bench::io_backend::epoll}},
+          CLI::ignore_case));
 }
 
 }  // namespace
@@ -149,6 +158,11 @@ int main(int argc, char** argv) {
 
   wsgate::bench::load_result result;
   wsgate::bench::run_load(cfg, result);
+  if (cfg.io == wsgate::bench::io_backend::uring && result.io != "io_uring") {
+    std::cerr << "wsgate-bench: --io uring: " << result.io_note
+              << "; use --io epoll or allow io_uring (sysctl kernel.io_uring_disabled=0)\n";
+    return 2;
+  }
   if (st->json) {
     std::cout << wsgate::bench::to_json(cfg, st->url, result).dump(2) << "\n";
   } else {

@@ -138,7 +138,7 @@ void set_nodelay(int fd) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-int start_connect(const target& t, uint32_t source_ipv4) {
+int open_socket(const target& t, uint32_t source_ipv4) {
   const int fd = socket(t.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
   set_nodelay(fd);
@@ -154,6 +154,12 @@ int start_connect(const target& t, uint32_t source_ipv4) {
       return -err;
     }
   }
+  return fd;
+}
+
+int start_connect(const target& t, uint32_t source_ipv4) {
+  const int fd = open_socket(t, source_ipv4);
+  if (fd < 0) return fd;
   if (connect(fd, reinterpret_cast<const sockaddr*>(&t.addr), t.addr_len) != 0 &&
       errno != EINPROGRESS) {
     const int err = errno;

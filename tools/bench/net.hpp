@@ -45,6 +45,8 @@ uint64_t raise_nofile(uint64_t want);
 // first without reserving a port, so every 127.0.0.x source gets its own ephemeral port range.
 // Returns the fd, or -errno.
 int start_connect(const target& t, uint32_t source_ipv4 = 0);
+// The socket of start_connect, bound but not yet connected (io_uring connects it).
+int open_socket(const target& t, uint32_t source_ipv4 = 0);
 void set_nodelay(int fd);
 
 // RFC 6455 section 1.3's sample key and the accept value a server must answer with.

@@ -75,6 +75,13 @@ nlohmann::json to_json(const load_config& cfg, const std::string& url, const loa
   e["total"] = r.error_total();
   j["errors"] = e;
   if (!r.first_error.empty()) j["first_error"] = r.first_error;
+  j["io"] = r.io;
+  if (!r.io_note.empty()) j["io_note"] = r.io_note;
+  // The load generator's own cost, so a benchmark can tell whether it was the bottleneck.
+  j["cpu_s"] = r.cpu_s;
+  if (cfg.mode != load_mode::idle && r.completed > 0) {
+    j["cpu_us_per_op"] = r.cpu_s * 1e6 / static_cast<double>(r.completed);
+  }
   return j;
 }
 
@@ -106,6 +113,13 @@ std::string to_table(const load_config& cfg, const std::string& url, const load_
   }
   out += "\n";
   if (!r.first_error.empty()) out += "  first error   " + r.first_error + "\n";
+  out += fmt::format("  load CPU      {:.2f} s", r.cpu_s);
+  if (cfg.mode != load_mode::idle && r.completed > 0) {
+    out += fmt::format(" ({:.2f} us per {})", r.cpu_s * 1e6 / static_cast<double>(r.completed),
+                       unit_name(cfg.mode).substr(0, unit_name(cfg.mode).size() - 1));
+  }
+  out += fmt::format(", {}\n", r.io);
+  if (!r.io_note.empty()) out += "  note          " + r.io_note + "\n";
   return out;
 }
 
