@@ -4,6 +4,8 @@
 
 #include <boost/asio/post.hpp>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 namespace wsgate::proxy {
@@ -13,6 +15,10 @@ namespace {
 constexpr int kMaxRounds = 8;
 constexpr unsigned kSqEntries = 512;
 constexpr unsigned kCqEntries = 8192;
+
+// Newer than liburing 2.3's headers (Linux 6.12 uapi).
+constexpr uint16_t kPbufRingInc = 2;       // IOU_PBUF_RING_INC
+constexpr unsigned kCqeBufMore = 1U << 4;  // IORING_CQE_F_BUF_MORE
 
 unsigned sq_flags(const io_uring& r) {
   return __atomic_load_n(r.sq.kflags, __ATOMIC_ACQUIRE);
@@ -55,7 +61,13 @@ std::unique_ptr<relay_ring> relay_ring::create(boost::asio::io_context& io, std:
   reg.ring_addr = reinterpret_cast<uint64_t>(r->br_);
   reg.ring_entries = kBuffers;
   reg.bgid = kGroup;
+  reg.pad = kPbufRingInc;
   rc = io_uring_register_buf_ring(&r->ring_, &reg, 0);
+  r->incremental_ = rc == 0;
+  if (rc == -EINVAL) {
+    reg.pad = 0;
+    rc = io_uring_register_buf_ring(&r->ring_, &reg, 0);
+  }
   if (rc < 0) {
     why = std::string("provided buffer ring: ") + std::strerror(-rc);
     return nullptr;
@@ -85,6 +97,10 @@ std::unique_ptr<relay_ring> relay_ring::create(boost::asio::io_context& io, std:
 }
 
 relay_ring::~relay_ring() {
+  if (std::getenv("WSGATE_RELAY_STATS"))
+    std::fprintf(stderr, "relay_ring: turns %llu enters %llu starvations %llu\n",
+                 static_cast<unsigned long long>(turns_), static_cast<unsigned long long>(enters_),
+                 static_cast<unsigned long long>(starvations_));
   *alive_ = false;
   if (ready_.is_open()) ready_.release();  // the ring owns its descriptor
   // Tearing the ring down cancels what is still in flight; no completion is delivered after.
@@ -103,6 +119,24 @@ io_uring_sqe* relay_ring::sqe(ring_user* u, unsigned tag) {
   io_uring_sqe_set_data64(s, u ? reinterpret_cast<uint64_t>(u) | tag : 0);
   if (!in_turn_) schedule();
   return s;
+}
+
+char* relay_ring::take(unsigned bid, unsigned len, unsigned flags) {
+  char* data = buffer(bid) + offset_[bid];
+  ++slices_[bid];
+  if (incremental_ && (flags & kCqeBufMore))
+    offset_[bid] += len;
+  else
+    kernel_done_[bid] = true;
+  return data;
+}
+
+void relay_ring::give(unsigned bid) {
+  if (--slices_[bid] == 0 && kernel_done_[bid]) {
+    offset_[bid] = 0;
+    kernel_done_[bid] = false;
+    recycle(bid);
+  }
 }
 
 void relay_ring::recycle(unsigned bid) {

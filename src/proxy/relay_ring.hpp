@@ -39,8 +39,11 @@ class ring_user {
 class relay_ring {
  public:
   using clock = std::chrono::steady_clock;
-  static constexpr unsigned kBufferSize = 16 * 1024;
-  static constexpr unsigned kBuffers = 512;  // power of two (a buffer ring's size)
+  // Incremental consumption (kernel 6.12+): receives fill a buffer one after the other, so 64 B
+  // messages share a buffer and large ones get large reads. Without it each receive takes a
+  // whole buffer.
+  static constexpr unsigned kBufferSize = 128 * 1024;
+  static constexpr unsigned kBuffers = 64;  // power of two (a buffer ring's size)
   static constexpr unsigned kGroup = 0;
 
   // Null, with the reason in `why`, when this kernel or sandbox lacks what the relay needs
@@ -53,11 +56,15 @@ class relay_ring {
   // An SQE whose completion goes to u->on_completion(tag); `u` null: the completion is ignored.
   // Submitted at the end of the current turn (a turn is scheduled if none runs).
   io_uring_sqe* sqe(ring_user* u, unsigned tag);
-  char* buffer(unsigned bid) { return buffers_ + size_t{bid} * kBufferSize; }
-  // A buffer the kernel filled goes back to it.
-  void recycle(unsigned bid);
+  // The bytes of a receive completion that picked buffer `bid` (its CQE flags in `flags`);
+  // the caller owns them until give(bid).
+  char* take(unsigned bid, unsigned len, unsigned flags);
+  void give(unsigned bid);
   // ENOBUFS: call u->on_buffers(tag) once buffers have come back.
-  void wait_for_buffers(ring_user* u, unsigned tag) { starved_.emplace_back(u, tag); }
+  void wait_for_buffers(ring_user* u, unsigned tag) {
+    starved_.emplace_back(u, tag);
+    ++starvations_;
+  }
   void check_at_turn_end(ring_user* u, unsigned tag) { turn_end_.emplace_back(u, tag); }
   // The time the current turn started: one clock read per turn, not per message.
   clock::time_point now() const { return now_; }
@@ -70,9 +77,12 @@ class relay_ring {
   // Counters for tests and benchmarks.
   uint64_t turns() const { return turns_; }
   uint64_t enters() const { return enters_; }
+  uint64_t starvations() const { return starvations_; }
 
  private:
   explicit relay_ring(boost::asio::io_context& io);
+  char* buffer(unsigned bid) { return buffers_ + size_t{bid} * kBufferSize; }
+  void recycle(unsigned bid);
   void turn();
   void schedule();
   void wait();
@@ -91,9 +101,16 @@ class relay_ring {
   bool posted_ = false;
   bool waiting_ = false;
   bool recycled_ = false;
+  bool incremental_ = false;
+  // Per buffer: where the next receive's bytes start, the slices handed out and not given back,
+  // and whether the kernel finished with it (its last CQE came without IORING_CQE_F_BUF_MORE).
+  uint32_t offset_[kBuffers] = {};
+  uint16_t slices_[kBuffers] = {};
+  bool kernel_done_[kBuffers] = {};
   int users_ = 0;
   uint64_t turns_ = 0;
   uint64_t enters_ = 0;
+  uint64_t starvations_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -193,12 +193,15 @@ struct tunnel final : tunnel_handle, ring_user {
   void submit_send(int d) {
     const chunk& c = lanes[d].cur;
     io_uring_sqe* s = ring->sqe(this, 2 + static_cast<unsigned>(d));
-    // MSG_WAITALL: the kernel retries a short send itself.
-    io_uring_prep_send(s, fd[1 - d], c.data, c.size, MSG_NOSIGNAL | MSG_WAITALL);
+    // From a ring buffer: only what fits now (MSG_DONTWAIT), so that a slow peer never pins a
+    // ring buffer; the rest is copied out and waits (MSG_WAITALL: the kernel retries a short
+    // send itself).
+    io_uring_prep_send(s, fd[1 - d], c.data, c.size,
+                       MSG_NOSIGNAL | (c.bid >= 0 ? MSG_DONTWAIT : MSG_WAITALL));
     ++inflight;
   }
   void release(chunk& c) {
-    if (c.bid >= 0) ring->recycle(static_cast<unsigned>(c.bid));
+    if (c.bid >= 0) ring->give(static_cast<unsigned>(c.bid));
     c.bid = -1;
     c.owned.reset();
     c.data = nullptr;
@@ -295,7 +298,7 @@ struct tunnel final : tunnel_handle, ring_user {
     if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
       chunk c;
       c.bid = static_cast<int32_t>(flags >> IORING_CQE_BUFFER_SHIFT);
-      c.data = ring->buffer(static_cast<unsigned>(c.bid));
+      c.data = ring->take(static_cast<unsigned>(c.bid), static_cast<unsigned>(res), flags);
       c.size = static_cast<uint32_t>(res);
       if (closed || l.eof)
         release(c);
@@ -326,6 +329,7 @@ struct tunnel final : tunnel_handle, ring_user {
       release(l.cur);
       return;
     }
+    if (res == -EAGAIN && l.cur.bid >= 0) res = 0;
     if (res < 0) {
       release(l.cur);
       close_all(d == 0 ? "client error" : "upstream error");
@@ -334,6 +338,16 @@ struct tunnel final : tunnel_handle, ring_user {
     if (static_cast<uint32_t>(res) < l.cur.size) {
       l.cur.data += res;
       l.cur.size -= static_cast<uint32_t>(res);
+      if (l.cur.bid >= 0) {
+        // The peer takes no more for now: the rest leaves the ring buffer.
+        auto copy = std::make_unique_for_overwrite<char[]>(l.cur.size);
+        std::memcpy(copy.get(), l.cur.data, l.cur.size);
+        const uint32_t left = l.cur.size;
+        release(l.cur);
+        l.cur.owned = std::move(copy);
+        l.cur.data = l.cur.owned.get();
+        l.cur.size = left;
+      }
       submit_send(d);
       return;
     }
