@@ -98,9 +98,10 @@ std::unique_ptr<relay_ring> relay_ring::create(boost::asio::io_context& io, std:
 
 relay_ring::~relay_ring() {
   if (std::getenv("WSGATE_RELAY_STATS"))
-    std::fprintf(stderr, "relay_ring: turns %llu enters %llu starvations %llu\n",
+    std::fprintf(stderr, "relay_ring: turns %llu enters %llu starvations %llu stalls %llu\n",
                  static_cast<unsigned long long>(turns_), static_cast<unsigned long long>(enters_),
-                 static_cast<unsigned long long>(starvations_));
+                 static_cast<unsigned long long>(starvations_),
+                 static_cast<unsigned long long>(stalls_));
   *alive_ = false;
   if (ready_.is_open()) ready_.release();  // the ring owns its descriptor
   // Tearing the ring down cancels what is still in flight; no completion is delivered after.

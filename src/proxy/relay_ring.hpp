@@ -78,6 +78,9 @@ class relay_ring {
   uint64_t turns() const { return turns_; }
   uint64_t enters() const { return enters_; }
   uint64_t starvations() const { return starvations_; }
+  // A send the peer could not take at once: its rest was copied out of the ring's buffer.
+  void count_stall() { ++stalls_; }
+  uint64_t stalls() const { return stalls_; }
 
  private:
   explicit relay_ring(boost::asio::io_context& io);
@@ -111,6 +114,7 @@ class relay_ring {
   uint64_t turns_ = 0;
   uint64_t enters_ = 0;
   uint64_t starvations_ = 0;
+  uint64_t stalls_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

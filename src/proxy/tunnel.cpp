@@ -64,6 +64,7 @@ struct lane {
   bool recv_on = false;  // a multishot receive is armed
   bool paused = false;   // too much queued: the receive was cancelled until the queue drains
   bool eof = false;      // the reading peer finished sending (passed on once the queue drains)
+  bool stalled = false;  // the peer did not take a write at once: queued bytes are copied out
 };
 
 // Queued chunks per direction before wsgate stops reading that peer (its socket buffer then
@@ -218,8 +219,20 @@ struct tunnel final : tunnel_handle, ring_user {
     submit_send(d);
     ring->check_at_turn_end(this, static_cast<unsigned>(d));
   }
+  // A chunk in a ring buffer moves to memory of its own, and the buffer goes back.
+  void copy_out(chunk& c) {
+    if (c.bid < 0) return;
+    auto copy = std::make_unique_for_overwrite<char[]>(c.size);
+    std::memcpy(copy.get(), c.data, c.size);
+    const uint32_t size = c.size;
+    release(c);
+    c.owned = std::move(copy);
+    c.data = c.owned.get();
+    c.size = size;
+  }
   // Bytes for direction d, after the frame tracker: written now, or queued behind the write in
-  // flight (copied out of the ring buffer, which goes straight back).
+  // flight. Queued bytes stay in the ring's buffer while that write goes out at once; once the
+  // peer stops taking them (stalled), they are copied out so that no ring buffer waits on it.
   void enqueue(int d, chunk&& c) {
     lane& l = lanes[d];
     if (l.cur.size == 0) {
@@ -227,17 +240,12 @@ struct tunnel final : tunnel_handle, ring_user {
       return;
     }
     auto q = std::make_unique<chunk>();
-    if (c.bid >= 0) {
-      q->owned = std::make_unique_for_overwrite<char[]>(c.size);
-      std::memcpy(q->owned.get(), c.data, c.size);
-      q->data = q->owned.get();
-      q->size = c.size;
-      release(c);
-    } else {
-      q->owned = std::move(c.owned);
-      q->data = c.data;
-      q->size = c.size;
-    }
+    q->data = c.data;
+    q->size = c.size;
+    q->bid = c.bid;
+    q->owned = std::move(c.owned);
+    c.bid = -1;
+    if (l.stalled) copy_out(*q);
     chunk* raw = q.get();
     if (l.tail)
       l.tail->next = std::move(q);
@@ -339,14 +347,11 @@ struct tunnel final : tunnel_handle, ring_user {
       l.cur.data += res;
       l.cur.size -= static_cast<uint32_t>(res);
       if (l.cur.bid >= 0) {
-        // The peer takes no more for now: the rest leaves the ring buffer.
-        auto copy = std::make_unique_for_overwrite<char[]>(l.cur.size);
-        std::memcpy(copy.get(), l.cur.data, l.cur.size);
-        const uint32_t left = l.cur.size;
-        release(l.cur);
-        l.cur.owned = std::move(copy);
-        l.cur.data = l.cur.owned.get();
-        l.cur.size = left;
+        // The peer takes no more for now: what waits for it leaves the ring's buffers.
+        copy_out(l.cur);
+        for (chunk* q = l.head.get(); q; q = q->next.get()) copy_out(*q);
+        l.stalled = true;
+        ring->count_stall();
       }
       submit_send(d);
       return;
@@ -364,6 +369,7 @@ struct tunnel final : tunnel_handle, ring_user {
     }
     writing[d] = false;
     l.queued = 0;
+    l.stalled = false;
     // A frame of wsgate's own that waited for this stream to reach a boundary goes now.
     if (frames[d].at_boundary()) {
       if (leaving)
