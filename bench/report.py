@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Turns bench/run.sh's raw results (RESULTS/<proxy>/<case>/<round>.json, one wsgate-bench --json
-each) into the side-by-side table: medians over rounds and the ratio wsgate/peer. With
---quick-check, exits 1 when wsgate's WebSocket messages/s median is below nginx's."""
+each) into the side-by-side table: medians over rounds and the ratio wsgate/peer, with the CPU per operation of the proxy and of the load side
+(wsgate-bench + wsgate-echo) next to each other. Warns when "direct" (no proxy) is not at least
+--headroom times the best proxy: the load side, not the proxy, then sets the pace and the ratios
+are capped. With --quick-check, exits 1 when wsgate's WebSocket messages/s median is below
+nginx's."""
 import argparse
 import json
 import os
@@ -42,6 +45,27 @@ def lat(key):
     return lambda r: r.get("latency_us", {}).get(key)
 
 
+def headroom_report(table, rows, columns, headroom):
+    """Lines comparing direct with the best proxy for the throughput cases, with a warning when
+    the load side (not the proxy) may be what limits the proxies."""
+    proxies = [c for c in columns if c != "direct"]
+    out = []
+    for label in [r[0] for r in rows if r[1] in ("ws64", "http_rps") and r[4] == "high"]:
+        d = table.get((label, "direct"))
+        vals = [(table.get((label, p)), p) for p in proxies if table.get((label, p))]
+        if not d or not vals:
+            continue
+        best, who = max(vals)
+        ratio = d / best
+        line = f"- {label}: direct {d:,.0f} = {ratio:.2f}× the best proxy ({who} {best:,.0f})"
+        if ratio < headroom:
+            line = ("WARNING: " + line[2:] + f", under {headroom:g}×: the load side (wsgate-bench "
+                    "and wsgate-echo sharing one CPU) is near its own limit, so a proxy more than "
+                    f"~{ratio:.2f}× {who} could not show it in this row.")
+        out.append(line)
+    return ("\nLoad-side headroom (direct against the best proxy):\n" + "\n".join(out) + "\n") if out else ""
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", required=True)
@@ -54,6 +78,8 @@ def main():
     ap.add_argument("--note", default="")
     ap.add_argument("--quick-check", action="store_true")
     ap.add_argument("--out", default="")
+    ap.add_argument("--headroom", type=float, default=1.5,
+                    help="direct must reach this multiple of the best proxy, else a warning")
     a = ap.parse_args()
 
     proxies = a.proxies.split()
@@ -71,6 +97,12 @@ def main():
             return None
         return r["proxy_cpu_s"] / r["completed"] * 1e6
 
+    def load_cpu_us(r):
+        # wsgate-bench's own CPU over the measured window plus wsgate-echo's over the run.
+        if "cpu_s" not in r or "echo_cpu_s" not in r or not r.get("completed"):
+            return None
+        return (r["cpu_s"] + r["echo_cpu_s"]) / r["completed"] * 1e6
+
     # (label, case, pick, format, better): better is "high" or "low" (for reading the ratio).
     rows = [
         ("HTTP keep-alive requests/s (50 conns)", "http_rps", lambda r: r.get("per_second"), "{:,.0f}", "high"),
@@ -82,6 +114,11 @@ def main():
         ("WS handshakes/s (50 concurrent)", "handshake", lambda r: r.get("per_second"), "{:,.0f}", "high"),
         (f"proxy RSS per idle WS at {a.idle:,} (bytes)", "idle", idle_per_conn, "{:,.0f}", "low"),
         ("proxy CPU s per million WS 64 B round trips", "ws64", cpu_per_million, "{:,.2f}", "low"),
+        ("load side CPU s per million WS 64 B round trips (bench + echo)", "ws64", load_cpu_us,
+         "{:,.2f}", "low"),
+        ("proxy CPU s per million HTTP requests", "http_rps", cpu_per_million, "{:,.2f}", "low"),
+        ("load side CPU s per million HTTP requests (bench + echo)", "http_rps", load_cpu_us,
+         "{:,.2f}", "low"),
     ]
     table = {}
     for label, case, pick, _fmt, _b in rows:
@@ -101,6 +138,8 @@ def main():
     header = ["metric"] + columns + [f"wsgate/{p}" for p in peers if "wsgate" in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, case, pick, fmt, better in rows:
+        if all(table[(label, col)] is None for col in columns):
+            continue  # a case this run did not include (--quick)
         cells = [label + (" ↓" if better == "low" else "")]
         for col in columns:
             v = table[(label, col)]
@@ -128,6 +167,11 @@ def main():
         v = table[(rows[5][0], col)]
         if v is not None and d_big:
             parts.append(f"16 KiB {v / d_big:.2f}× direct")
+        v = table[(rows[7][0], col)]
+        if v is not None and a.idle < 100000:
+            # Not measured: this machine cannot give one process 200,000 descriptors.
+            parts.append(f"100,000 idle WS projected at {v * 100000 / 2**30:.2f} GiB "
+                         f"(from {a.idle:,}, not measured)")
         if parts:
             extra.append(f"- {col}: " + ", ".join(parts))
 
@@ -139,7 +183,9 @@ def main():
     if a.skipped:
         text += f"\nSkipped {a.skipped}\n"
     if a.note:
-        text += f"\nNote: {a.note}\n"
+        for n in a.note.split("\n"):
+            text += f"\nNote: {n}\n"
+    text += headroom_report(table, rows, columns, a.headroom)
     if failures:
         text += "\nRuns with errors (left out of the medians):\n" + "\n".join("- " + f for f in failures) + "\n"
     print(text)

@@ -3,7 +3,9 @@
 # all, "direct"), with the same fast upstream (wsgate-echo) and equivalent configs: one worker,
 # access logs off, buffering off. The proxy is pinned to CPU 0, the load generator and the upstream
 # to CPU 1. Proxies take turns round by round (A B C A B C ...); the table reports medians and the
-# ratio wsgate/peer.
+# ratio wsgate/peer, and the load side's own CPU per round trip (wsgate-bench + wsgate-echo, both on
+# io_uring where the kernel allows it) next to the proxy's: when "direct" is not well above the best
+# proxy, the load side caps the ratios and the report says so.
 #
 #   bench/run.sh [--quick] [--rounds N] [--duration SECS] [--proxies "nginx haproxy wsgate"]
 #                [--idle N] [--http-rate R] [--out FILE] [--strict]
@@ -11,12 +13,15 @@
 #   --quick   ~1 minute for CI: nginx and wsgate only, HTTP and WS 64 B, 3 rounds of 2 s; exits 1
 #             if wsgate's WS messages/s falls below nginx's in that run.
 #   --strict  a wsgate that cannot serve yet is a failure (default: it is skipped with a message).
-# Binaries come from $WSGATE_BUILD_DIR (default build/); wsgate-bench and wsgate-echo are built if
-# missing. Raw results stay in the printed work directory.
+# Binaries come from $WSGATE_BUILD_DIR (default build/); wsgate-bench and wsgate-echo from
+# $BENCH_BUILD_DIR (default: the same), built there if missing. Raw results stay in the printed
+# work directory.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${WSGATE_BUILD_DIR:-$root/build}
 [[ $build = /* ]] || build=$root/$build
+bench_build=${BENCH_BUILD_DIR:-$build}
+[[ $bench_build = /* ]] || bench_build=$root/$bench_build
 
 quick=0
 strict=0
@@ -36,7 +41,7 @@ while (($#)); do
     --idle) idle_n=$2; shift ;;
     --http-rate) http_rate=$2; shift ;;
     --out) out=$2; shift ;;
-    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -49,13 +54,13 @@ if ((quick)); then
   cases="http_rps ws64"
 fi
 
-bench=$build/tools/bench/wsgate-bench
-echo_bin=$build/tools/bench/wsgate-echo
+bench=$bench_build/tools/bench/wsgate-bench
+echo_bin=$bench_build/tools/bench/wsgate-echo
 wsgate_bin=$build/src/cli/wsgate
 if [[ ! -x $bench || ! -x $echo_bin ]]; then
-  echo "run.sh: building wsgate-bench and wsgate-echo in $build"
-  [[ -f $build/build.ninja ]] || cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-  cmake --build "$build" --target wsgate-bench wsgate-echo -- -j2
+  echo "run.sh: building wsgate-bench and wsgate-echo in $bench_build"
+  [[ -f $bench_build/build.ninja ]] || cmake -S "$root" -B "$bench_build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$bench_build" --target wsgate-bench wsgate-echo -- -j2
 fi
 for tool in taskset python3; do
   command -v $tool >/dev/null || { echo "run.sh: $tool is missing (scripts/install-deps.sh)" >&2; exit 2; }
@@ -65,14 +70,24 @@ done
 proxy_cpu=0
 load_cpu=$(($(nproc) > 1 ? 1 : 0))
 clk_tck=$(getconf CLK_TCK)
+# A proxy holds two descriptors per tunnel (plus listeners, logs, spare upstream keep-alives), and
+# every process started from here inherits this shell's limit: raise the hard limit first (needs
+# CAP_SYS_RESOURCE, and at most fs.nr_open), then the soft one.
+fd_want=$((idle_n * 2 + 2000))
+if (($(ulimit -Hn) < fd_want)); then
+  ulimit -Hn "$fd_want" 2>/dev/null || prlimit --pid $$ --nofile="$fd_want:$fd_want" 2>/dev/null || true
+fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 fd_hard=$(ulimit -Hn)
-# A proxy holds two descriptors per tunnel (plus listeners, logs, spare upstream keep-alives):
-# cap the idle test to what this machine allows.
 idle_max=$(((fd_hard - 2000) / 2))
 idle_note=""
 if ((idle_n > idle_max)); then
-  idle_note="idle test capped at $idle_max connections: RLIMIT_NOFILE hard limit is $fd_hard here and a proxy needs 2 descriptors per tunnel"
+  why="raising it needs CAP_SYS_RESOURCE, which this process lacks"
+  if grep -q '^CapEff:' /proc/self/status &&
+    (($(printf '%d' "0x$(awk '/^CapEff:/ {print $2}' /proc/self/status)") & (1 << 24))); then
+    why="fs.nr_open is $(cat /proc/sys/fs/nr_open)"
+  fi
+  idle_note="idle test capped at $idle_max connections (asked $idle_n): RLIMIT_NOFILE hard limit is $fd_hard here and could not be raised to $fd_want ($why); a proxy needs 2 descriptors per tunnel, so 10,000 and 100,000 idle tunnels per proxy cannot be measured on this machine"
   echo "run.sh: $idle_note"
   idle_n=$idle_max
 fi
@@ -135,9 +150,15 @@ json.dump(j, open(path, "w"))
 EOF
 }
 
+# The load side runs SCHED_BATCH: wsgate-bench and wsgate-echo share CPU 1, and without wake-up
+# preemption each runs through its whole batch of completions before the other gets the CPU
+# (measured through nginx: ~20% less CPU per round trip on the load side, see BENCHMARKS.md).
+load_sched=()
+command -v chrt >/dev/null && chrt -b 0 true 2>/dev/null && load_sched=(chrt -b 0)
+
 # --- the upstream ------------------------------------------------------------------------------
 echo_port=$(free_port)
-taskset -c "$load_cpu" "$echo_bin" --listen "127.0.0.1:$echo_port" >"$work/echo.out" 2>&1 &
+"${load_sched[@]}" taskset -c "$load_cpu" "$echo_bin" --listen "127.0.0.1:$echo_port" >"$work/echo.out" 2>&1 &
 echo_pid=$!
 pids+=("$echo_pid")
 wait_port "$echo_port" "$echo_pid" || { echo "run.sh: wsgate-echo did not start" >&2; cat "$work/echo.out"; exit 1; }
@@ -262,9 +283,10 @@ run_case() {  # run_case PROXY CASE ROUND BASE_HTTP BASE_WS
   local proxy=$1 case=$2 round=$3 http_url=$4 ws_url=$5
   local file=$results/$proxy/$case/$round.json
   mkdir -p "$(dirname "$file")"
-  local load=(taskset -c "$load_cpu" timeout $((duration * 3 + 60)) "$bench")
-  local t0=0
+  local load=("${load_sched[@]}" taskset -c "$load_cpu" timeout $((duration * 3 + 60)) "$bench")
+  local t0=0 e0
   [[ $proxy != direct ]] && t0=$(cpu_ticks "$proxy_pid")
+  e0=$(cpu_ticks "$echo_pid")
   case $case in
     http_rps) "${load[@]}" http "$http_url" -c 50 -d "$duration" --json >"$file" 2>/dev/null || true ;;
     http_rate) "${load[@]}" http "$http_url" -c 50 -d "$duration" --rate "$http_rate" --json >"$file" 2>/dev/null || true ;;
@@ -284,6 +306,8 @@ run_case() {  # run_case PROXY CASE ROUND BASE_HTTP BASE_WS
       add_fields "$file" rss_before_kb="$before" rss_hold_kb="$hold_rss"
       ;;
   esac
+  # The upstream's CPU over the run; wsgate-bench reports its own (cpu_s) in the JSON.
+  add_fields "$file" echo_cpu_s="$(python3 -c "print(($(cpu_ticks "$echo_pid") - $e0) / $clk_tck)")"
   if [[ $proxy != direct ]]; then
     add_fields "$file" proxy_cpu_s="$(python3 -c "print(($(cpu_ticks "$proxy_pid") - $t0) / $clk_tck)")"
   fi
@@ -297,8 +321,15 @@ if sys.argv[3] == "idle":
     print(f"  round {sys.argv[4]} {sys.argv[2]:8} {sys.argv[3]:10} {n:>12} held, {j.get('alive', 0)} alive, "
           f"{per:,.0f} B/conn errors {j.get('errors', {}).get('total', '?')}")
     sys.exit(0)
+n = j.get("completed", 0)
+cost = ""
+if n:
+    # CPU per operation: the load side (wsgate-bench + wsgate-echo, CPU 1) and the proxy (CPU 0).
+    cost = f" cpu/op load {(j.get('cpu_s', 0) + j.get('echo_cpu_s', 0)) * 1e6 / n:5.1f}us"
+    if "proxy_cpu_s" in j:
+        cost += f" proxy {j['proxy_cpu_s'] * 1e6 / n:5.1f}us"
 print(f"  round {sys.argv[4]} {sys.argv[2]:8} {sys.argv[3]:10} {j.get('per_second', 0):>12.0f}/s "
-      f"p50 {lat.get('p50', 0):8.0f}us p99 {lat.get('p99', 0):8.0f}us errors {j.get('errors', {}).get('total', '?')}")
+      f"p50 {lat.get('p50', 0):8.0f}us p99 {lat.get('p99', 0):8.0f}us errors {j.get('errors', {}).get('total', '?')}{cost}")
 EOF
 }
 
@@ -327,7 +358,7 @@ done
 report_args=(--results "$results" --proxies "$proxies" --idle "$idle_n" --http-rate "$http_rate"
   --rounds "$rounds" --duration "$duration")
 [[ -n $wsgate_skip ]] && report_args+=(--skipped "wsgate: $wsgate_skip")
-[[ -n $idle_note ]] && report_args+=(--note "$idle_note")
+[[ -n $idle_note && " $cases " == *" idle "* ]] && report_args+=(--note "$idle_note")
 ((quick)) && report_args+=(--quick-check)
 [[ -n $out ]] && report_args+=(--out "$out")
 set +e
