@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # wsgate-bench end to end, on real loopback sockets: every mode against wsgate-echo directly, then
 # http and ws through Debian's nginx, then the error accounting (refused connects, a 403 upgrade).
+# Both tools run on io_uring by default; the epoll backend of each is run too (bench and echo on
+# epoll, and each against the other's io_uring), and wsgate-echo's protocol behaviour is checked
+# over raw sockets on both backends (tests/e2e/bench_echo_check.py).
 # Each run lasts 1-2 s; the whole test stays well under a minute.
 #   bench_e2e.sh WSGATE_BENCH WSGATE_ECHO
 set -euo pipefail
@@ -49,6 +52,23 @@ echo_port=$(sed -n 's/^listening 127.0.0.1:\([0-9]*\)$/\1/p' "$work/echo.out")
 [[ -n $echo_port ]] || { echo "FAIL wsgate-echo printed no 'listening' line"; exit 1; }
 direct_http=http://127.0.0.1:$echo_port/
 direct_ws=ws://127.0.0.1:$echo_port/
+here=$(cd "$(dirname "$0")" && pwd)
+
+# The same upstream on epoll, for the fallback backend.
+"$echo_bin" --listen 127.0.0.1:0 --io epoll >"$work/echo_epoll.out" 2>"$work/echo_epoll.err" &
+pids+=($!)
+for _ in $(seq 100); do grep -q listening "$work/echo_epoll.out" 2>/dev/null && break; sleep 0.05; done
+epoll_port=$(sed -n 's/^listening 127.0.0.1:\([0-9]*\)$/\1/p' "$work/echo_epoll.out")
+[[ -n $epoll_port ]] || { echo "FAIL wsgate-echo --io epoll printed no 'listening' line"; exit 1; }
+
+for pair in "$echo_port default" "$epoll_port epoll"; do
+  set -- $pair
+  if python3 "$here/bench_echo_check.py" "$1" "echo ($2)"; then
+    passes=$((passes + 1))
+  else
+    failures=$((failures + 1))
+  fi
+done
 
 run() {  # run OUT ARGS...: a bench run with --json, bounded in time
   local out=$1
@@ -73,11 +93,40 @@ run http_rate http "$direct_http" -c 10 -d 2 --rate 3000
 check "http --rate 3000 for 2 s sends 6000 +-10%" \
   '5400 <= j["sent"] <= 6600 and j["completed"] >= 0.9 * j["sent"] and j["errors"]["total"] == 0' \
   "$work/http_rate.json"
+run ws_rate ws "$direct_ws" -c 10 --size 64 -d 2 --rate 2000
+check "ws --rate 2000 for 2 s sends 4000 +-10%, latency far below the 5 ms interval" \
+  '3600 <= j["sent"] <= 4400 and j["completed"] >= 0.9 * j["sent"] and j["errors"]["total"] == 0 and j["latency_us"]["p50"] < 2000' \
+  "$work/ws_rate.json"
 
 run ws_small ws "$direct_ws" -c 20 --size 64 -d 1
 check "ws 64 B direct: messages echoed, no errors" \
   'j["completed"] > 1000 and j["errors"]["total"] == 0 and j["bytes_in"] == 64 * j["completed"]' \
   "$work/ws_small.json"
+check "the load generator reports its backend and its own CPU per message" \
+  '(j["io"] == "io_uring" or (j["io"] == "epoll" and "io_note" in j)) and j["cpu_s"] > 0 and 0 < j["cpu_us_per_op"] < 1e4' \
+  "$work/ws_small.json"
+
+# --- the epoll backends, and each backend against the other -----------------------------------
+epoll_http=http://127.0.0.1:$epoll_port/
+epoll_ws=ws://127.0.0.1:$epoll_port/
+run e_http http "$epoll_http" -c 10 -d 1 --io epoll
+check "epoll bench, epoll echo: http, no errors" \
+  'j["io"] == "epoll" and "io_note" not in j and j["completed"] > 1000 and j["errors"]["total"] == 0' "$work/e_http.json"
+run e_ws_large ws "$epoll_ws" -c 4 --size 16384 --inflight 4 --binary -n 4000 --io epoll
+check "epoll bench, epoll echo: ws 16 KiB, every byte echoed" \
+  'j["completed"] == 4000 and j["errors"]["total"] == 0 and j["bytes_in"] == 16384 * 4000' "$work/e_ws_large.json"
+run e_hs handshake "$epoll_ws" -c 4 -d 1 --io epoll
+check "epoll bench, epoll echo: handshakes, no errors" \
+  'j["completed"] > 100 and j["errors"]["total"] == 0' "$work/e_hs.json"
+run e_idle idle "$epoll_ws" -n 200 --hold 0.2 --io epoll
+check "epoll bench, epoll echo: idle 200 held and alive" \
+  'j["established"] == 200 and j["alive"] == 200 and j["errors"]["total"] == 0' "$work/e_idle.json"
+run x_ws ws "$epoll_ws" -c 8 --size 3000 --inflight 3 -n 6000
+check "default bench against the epoll echo: ws 3000 B, 3 in flight" \
+  'j["completed"] == 6000 and j["errors"]["total"] == 0 and j["bytes_in"] == 3000 * 6000' "$work/x_ws.json"
+run x_ws2 ws "$direct_ws" -c 8 --size 3000 --inflight 3 -n 6000 --io epoll
+check "epoll bench against the default echo: ws 3000 B, 3 in flight" \
+  'j["completed"] == 6000 and j["errors"]["total"] == 0 and j["bytes_in"] == 3000 * 6000' "$work/x_ws2.json"
 
 run ws_large ws "$direct_ws" -c 4 --size 16384 --inflight 4 --binary -n 4000
 check "ws 16 KiB binary, 4 in flight: every byte echoed" \

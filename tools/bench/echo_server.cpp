@@ -61,9 +61,13 @@ struct econn {
   uint64_t body_left = 0;  // HTTP request body still to skip
   std::string head;        // request head split across reads (rare)
   std::string out;         // output the socket did not take yet (backpressure)
-  // io_uring only: the bytes of the send in flight (out collects what comes meanwhile), and the
-  // operations that still refer to this record; it is freed once the last one completes.
+  // io_uring only: the send in flight (from a receive buffer held until it completes, or from
+  // `sending`), while `out` collects what comes meanwhile; and the operations that still refer to
+  // this record, which is freed once the last one completes.
   std::string sending;
+  const char* send_ptr = nullptr;
+  std::size_t send_left = 0;
+  int held_buffer = -1;
   bool send_busy = false;
   bool recv_armed = false;
   bool dead = false;
@@ -86,7 +90,7 @@ void unmask_move(char* dst, const char* src, std::size_t n, const uint8_t mask[4
 }
 
 constexpr unsigned kRingBuffers = 512;
-constexpr unsigned kRingBufferSize = 32 * 1024;
+constexpr unsigned kRingBufferSize = 64 * 1024;
 constexpr std::size_t kKeepOutput = 64 * 1024;  // larger output buffers are freed when drained
 
 // io_uring user data: a connection pointer (8-byte aligned) or a listener fd, tagged below.
@@ -182,12 +186,16 @@ class loop {
     bool alive = !c->dead;
     if (flags & IORING_CQE_F_BUFFER) {
       const unsigned id = uring::buffer_id(flags);
+      bool taken = false;
       if (alive && res > 0) {
         char* data = ring_.buffer(id);
         const auto n = static_cast<std::size_t>(res);
+        current_ = {id, data - kHeadroom, data + n, false};
         alive = c->ws ? on_ws(c, data - kHeadroom, kHeadroom, n) : on_http(c, data, n);
+        taken = current_.taken;
+        current_ = {};
       }
-      ring_.recycle(id);
+      if (!taken) ring_.recycle(id);
     }
     if (more) return;
     c->recv_armed = false;
@@ -207,16 +215,27 @@ class loop {
     ring_.recv_multishot(c->fd, reinterpret_cast<uint64_t>(c) | tag_recv);
   }
 
+  void submit_send(econn* c, const char* p, std::size_t n) {
+    c->send_ptr = p;
+    c->send_left = n;
+    c->send_busy = true;
+    ring_.send(c->fd, p, n, reinterpret_cast<uint64_t>(c) | tag_send);
+  }
+
+  // Sends what `out` collected while the previous send was in flight.
   void start_send(econn* c) {
     c->sending.swap(c->out);
     c->out.clear();
-    c->send_busy = true;
-    ring_.send(c->fd, c->sending.data(), c->sending.size(),
-               reinterpret_cast<uint64_t>(c) | tag_send);
+    submit_send(c, c->sending.data(), c->sending.size());
   }
 
   void send_done(econn* c, int res) {
     c->send_busy = false;
+    const bool finished = res >= 0 && static_cast<std::size_t>(res) == c->send_left;
+    if (c->held_buffer >= 0 && (finished || res < 0 || c->dead)) {
+      ring_.recycle(static_cast<unsigned>(c->held_buffer));
+      c->held_buffer = -1;
+    }
     if (c->dead) {
       release(c);
       return;
@@ -225,12 +244,9 @@ class loop {
       destroy(c);
       return;
     }
-    if (static_cast<std::size_t>(res) < c->sending.size()) {
+    if (!finished) {
       // A short send: the rest goes first, what came meanwhile stays queued behind it.
-      c->sending.erase(0, static_cast<std::size_t>(res));
-      c->send_busy = true;
-      ring_.send(c->fd, c->sending.data(), c->sending.size(),
-                 reinterpret_cast<uint64_t>(c) | tag_send);
+      submit_send(c, c->send_ptr + res, c->send_left - static_cast<std::size_t>(res));
       return;
     }
     c->sending.clear();
@@ -300,6 +316,15 @@ class loop {
   // Writes, keeping what the socket does not take; false if the connection was closed.
   bool write_out(econn* c, const char* p, std::size_t n) {
     if (uring_) {
+      if (!c->send_busy && c->out.empty() && !current_.taken && p >= current_.begin &&
+          p + n <= current_.end) {
+        // Echoed frames compacted in the receive buffer: send from there and keep the buffer
+        // until the send completes (no copy).
+        current_.taken = true;
+        c->held_buffer = static_cast<int>(current_.id);
+        submit_send(c, p, n);
+        return true;
+      }
       c->out.append(p, n);
       if (!c->send_busy) start_send(c);
       return true;
@@ -510,6 +535,13 @@ class loop {
   bool warned_fds_ = false;
   bool uring_ = false;
   uring ring_;
+  // The receive buffer being parsed, so write_out can send from it.
+  struct {
+    unsigned id = 0;
+    const char* begin = nullptr;
+    const char* end = nullptr;
+    bool taken = false;
+  } current_;
 };
 
 int make_listener(const sockaddr_storage& addr, socklen_t len, std::string& err) {

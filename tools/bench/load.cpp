@@ -64,8 +64,8 @@ constexpr std::size_t kMaxHeader = 64 * 1024;
 constexpr uint64_t kSweepEvery = 50'000'000ULL;   // timeout and retry scan
 constexpr uint64_t kRetryDelay = 100'000'000ULL;  // after a failed connect
 constexpr unsigned kMaxPendingConnects = 512;     // stay under the peer's listen backlog
-constexpr unsigned kRecvBuffers = 1024;           // io_uring provided buffers per worker
-constexpr unsigned kRecvBufferSize = 16 * 1024;
+constexpr unsigned kRecvBuffers = 256;            // io_uring provided buffers per worker
+constexpr unsigned kRecvBufferSize = 64 * 1024;
 
 // The byte streams a connection writes; each is one unit repeated so that any run of owed
 // units can be written from one contiguous slice.
