@@ -950,6 +950,12 @@ void h_keepalive_timeout(S& st, const T& s) {
   if (nargs(s) == 2) time_arg(st, s, 2);  // the "Keep-Alive: timeout=" header value: checked only
 }
 
+void h_keepalive_requests(S& st, const T& s) {
+  auto& ls = settings(st);
+  if (ls.keepalive_requests) duplicate(st, s);
+  ls.keepalive_requests = number_arg(st, s, 1);
+}
+
 void h_large_client_header_buffers(S& st, const T& s) {
   auto& slot = st.top().srv->large_client_header_buffers;
   if (slot) duplicate(st, s);
@@ -1175,6 +1181,13 @@ std::vector<directive_spec> make_table() {
        h_keepalive_timeout, "how long an idle client connection stays open (75s)"},
       {"client_max_body_size", "client_max_body_size SIZE", ctx_hsl, take1,
        set_size<&L::client_max_body_size>, "largest request body; 0 = no limit (1m)"},
+      {"client_body_buffer_size", "client_body_buffer_size SIZE", ctx_hsl, take1,
+       set_size<&L::client_body_buffer_size>,
+       "memory for a buffered request body; beyond it, an unlinked temp file (16k)"},
+      {"keepalive_requests", "keepalive_requests N", ctx_hsl, take1, h_keepalive_requests,
+       "requests on one client connection before it closes (1000)"},
+      {"keepalive_time", "keepalive_time TIME", ctx_hsl, take1, set_time<&L::keepalive_time>,
+       "no new request on a client connection open longer than this (1h)"},
       {"client_header_timeout", "client_header_timeout TIME", ctx_hs, take1,
        set_srv_time<&V::client_header_timeout>, "time to receive the request header (60s)"},
       {"client_body_timeout", "client_body_timeout TIME", ctx_hsl, take1,
@@ -1214,7 +1227,7 @@ std::vector<directive_spec> make_table() {
       {"proxy_send_timeout", "proxy_send_timeout TIME", ctx_hsl, take1,
        set_time<&L::proxy_send_timeout>, "time between two writes to the backend (60s)"},
       {"proxy_buffering", "proxy_buffering on|off", ctx_hsl, take1, set_flag<&L::proxy_buffering>,
-       "buffer responses (on)"},
+       "read the response ahead of a slow client and free the backend early (on)"},
       {"proxy_request_buffering", "proxy_request_buffering on|off", ctx_hsl, take1,
        set_flag<&L::proxy_request_buffering>, "read the whole request body first (on)"},
       {"proxy_redirect", "proxy_redirect default|off|REDIRECT REPLACEMENT", ctx_hsl, take12,
@@ -1228,7 +1241,10 @@ std::vector<directive_spec> make_table() {
       {"proxy_buffer_size", "proxy_buffer_size SIZE", ctx_hsl, take1,
        set_size<&L::proxy_buffer_size>, "buffer for the response header (4k)"},
       {"proxy_buffers", "proxy_buffers NUMBER SIZE", ctx_hsl, take2, h_proxy_buffers,
-       "buffers for one response body (8 4k)"},
+       "memory that reads a response ahead of a slow client (8 4k)"},
+      {"proxy_max_temp_file_size", "proxy_max_temp_file_size SIZE", ctx_hsl, take1,
+       set_size<&L::proxy_max_temp_file_size>,
+       "response read ahead into an unlinked temp file beyond proxy_buffers; 0 = none (1024m)"},
       {"proxy_hide_header", "proxy_hide_header FIELD", ctx_hsl, take1,
        add_lower_name<&L::proxy_hide_header>, "do not pass this backend header to the client"},
       {"proxy_pass_header", "proxy_pass_header FIELD", ctx_hsl, take1,
@@ -1324,10 +1340,8 @@ std::vector<directive_spec> make_table() {
       {"lingering_close", ctx_hsl, false},
       {"lingering_time", ctx_hsl, false},
       {"lingering_timeout", ctx_hsl, false},
-      {"client_body_buffer_size", ctx_hsl, false},
       {"client_body_temp_path", ctx_hsl, false},
       {"proxy_temp_path", ctx_hsl, false},
-      {"proxy_max_temp_file_size", ctx_hsl, false},
       {"proxy_busy_buffers_size", ctx_hsl, false},
       {"proxy_temp_file_write_size", ctx_hsl, false},
       {"output_buffers", ctx_hsl, false},
@@ -1338,7 +1352,6 @@ std::vector<directive_spec> make_table() {
       {"port_in_redirect", ctx_hsl, false},
       {"absolute_redirect", ctx_hsl, false},
       {"log_not_found", ctx_hsl, false},
-      {"keepalive_requests", ctx_hsl, false},
       {"send_lowat", ctx_hsl, false},
       {"resolver", ctx_hsl, false},
       {"resolver_timeout", ctx_hsl, false},

@@ -33,14 +33,18 @@ void apply_defaults(location_settings& s, const main_settings& main) {
   fallback(s.proxy_next_upstream, std::vector<std::string>{"error", "timeout"});
   fallback(s.proxy_buffer_size, size_t{4096});
   fallback(s.proxy_buffers_size, size_t{8 * 4096});
+  fallback(s.proxy_max_temp_file_size, size_t{1024} * 1024 * 1024);
   fallback(s.proxy_hide_header, std::vector<std::string>{});
   fallback(s.proxy_pass_header, std::vector<std::string>{});
   fallback(s.add_header, std::vector<add_header_setting>{});
   fallback(s.error_page, std::vector<error_page_setting>{});
   fallback(s.client_max_body_size, size_t{1024 * 1024});
+  fallback(s.client_body_buffer_size, size_t{16 * 1024});  // 2 pages on 64-bit, as nginx
   fallback(s.client_body_timeout, duration(60s));
   fallback(s.send_timeout, duration(60s));
   fallback(s.keepalive_timeout, duration(75s));
+  fallback(s.keepalive_requests, 1000);
+  fallback(s.keepalive_time, duration(1h));
   fallback(s.server_tokens, true);
   log_setting access;
   access.path = "/var/log/nginx/access.log";  // Debian's built-in path
@@ -73,14 +77,18 @@ void merge_settings(location_settings& in, const location_settings& out) {
   inherit(in.proxy_next_upstream, out.proxy_next_upstream);
   inherit(in.proxy_buffer_size, out.proxy_buffer_size);
   inherit(in.proxy_buffers_size, out.proxy_buffers_size);
+  inherit(in.proxy_max_temp_file_size, out.proxy_max_temp_file_size);
   inherit(in.proxy_hide_header, out.proxy_hide_header);
   inherit(in.proxy_pass_header, out.proxy_pass_header);
   inherit(in.add_header, out.add_header);
   inherit(in.error_page, out.error_page);
   inherit(in.client_max_body_size, out.client_max_body_size);
+  inherit(in.client_body_buffer_size, out.client_body_buffer_size);
   inherit(in.client_body_timeout, out.client_body_timeout);
   inherit(in.send_timeout, out.send_timeout);
   inherit(in.keepalive_timeout, out.keepalive_timeout);
+  inherit(in.keepalive_requests, out.keepalive_requests);
+  inherit(in.keepalive_time, out.keepalive_time);
   inherit(in.server_tokens, out.server_tokens);
   inherit(in.access_log, out.access_log);
   inherit(in.error_log, out.error_log);

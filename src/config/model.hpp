@@ -124,18 +124,22 @@ struct location_settings {
   std::optional<bool> proxy_pass_request_body;                        // on
   std::optional<std::vector<std::string>> proxy_next_upstream;        // error timeout
   std::optional<size_t> proxy_buffer_size;                            // 4k (one page)
-  std::optional<size_t> proxy_buffers_size;                   // proxy_buffers N SIZE: N*SIZE
+  std::optional<size_t> proxy_buffers_size;        // proxy_buffers N SIZE: N*SIZE
+  std::optional<size_t> proxy_max_temp_file_size;  // 1024m: response spill beyond buffers; 0 = none
   std::optional<std::vector<std::string>> proxy_hide_header;  // lower-case names
   std::optional<std::vector<std::string>> proxy_pass_header;  // lower-case names
   // responses
   std::optional<std::vector<add_header_setting>> add_header;  // a level's list replaces outer
   std::optional<std::vector<error_page_setting>> error_page;  // a level's list replaces outer
   // client side
-  std::optional<size_t> client_max_body_size;   // 1m; 0 disables the check
-  std::optional<duration> client_body_timeout;  // 60s
-  std::optional<duration> send_timeout;         // 60s
-  std::optional<duration> keepalive_timeout;    // 75s
-  std::optional<bool> server_tokens;            // on
+  std::optional<size_t> client_max_body_size;     // 1m; 0 disables the check
+  std::optional<size_t> client_body_buffer_size;  // 16k: a buffered body beyond it goes to a file
+  std::optional<duration> client_body_timeout;    // 60s
+  std::optional<duration> send_timeout;           // 60s
+  std::optional<duration> keepalive_timeout;      // 75s
+  std::optional<int> keepalive_requests;          // 1000 requests on one client connection
+  std::optional<duration> keepalive_time;         // 1h: no new request on a connection older
+  std::optional<bool> server_tokens;              // on
   std::optional<std::vector<log_setting>> access_log;
   std::optional<log_setting> error_log;
   // wsgate's own (documented in README, flagged in -t output as wsgate-only)

@@ -8,6 +8,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -20,6 +21,7 @@
 #include "http/chunked.hpp"
 #include "http/request_parser.hpp"
 #include "http/response_parser.hpp"
+#include "http/spill_buffer.hpp"
 #include "http/status.hpp"
 #include "http/text.hpp"
 #include "proxy/logs.hpp"
@@ -191,6 +193,8 @@ class session {
   awaitable<bool> respond(int status, std::string_view body, std::string_view content_type,
                           std::string_view location, bool too_large = false);
   awaitable<bool> respond_error(int status, bool too_large = false, bool in_error_page = false);
+  awaitable<bool> relay_buffered(const routing::decision& d, const http::response_head& head,
+                                 bool chunk_to_client, bool close_delimited, bool reusable);
   awaitable<bool> discard_body();
   awaitable<void> linger();
 
@@ -226,11 +230,13 @@ class session {
   duration header_timeout_ = std::chrono::seconds(60);
 
   http::flat_buffer in_;
+  http::spill_buffer ahead_;  // a response read ahead of the client (proxy_buffering on)
   http::request_parser parser_;
   routing::request_info info_;
   std::string request_line_;  // $request
   std::string out_;           // a head being written
   int requests_ = 0;
+  clock::time_point started_ = clock::now();
   bool head_request_ = false;
   bool keep_alive_ = true;
   bool http09_ = false;
@@ -519,6 +525,7 @@ awaitable<session::body_result> session::next_body_piece(std::string_view& piece
         log_error(log_level::info,
                   "client timed out (110: Connection timed out) while reading client request body" +
                       error_context());
+        status_ = 408;  // logged as nginx does, though no answer is sent
         co_return body_result::timeout;
       }
       log_error(log_level::info,
@@ -653,6 +660,11 @@ awaitable<bool> session::handle(routing::decision& d, int override_status, bool 
   else if (d.server)
     loc_ = &d.server->root_location;
   body_max_ = settings().client_max_body_size.value_or(1024 * 1024);
+  // ngx_http_update_location_config: the location decides whether this is the connection's last
+  // request (keepalive_requests counts this one; keepalive_time from the connection's start).
+  if (requests_ + 1 >= settings().keepalive_requests.value_or(1000) ||
+      clock::now() - started_ > settings().keepalive_time.value_or(std::chrono::hours(1)))
+    keep_alive_ = false;
   if (!in_error_page && d.what != routing::action::respond) {
     if (body_max_ && !body_chunked_ && body_remaining_ > body_max_) {
       log_error(log_level::error, "client intended to send too large body: " +
@@ -871,11 +883,15 @@ awaitable<bool> session::proxy_request(routing::decision& d, int override_status
   }
   const bool client_body = !body_done_;
   const bool pass_body = up.pass_body && client_body;
-  const bool spool = pass_body && up.pending_content_length_at >= 0;
+  // proxy_request_buffering on (and a chunked body that goes upstream with a Content-Length):
+  // the whole body is read before the upstream is contacted, as nginx does, so a slow or
+  // stalled client never holds an upstream connection.
+  const bool spool = pass_body && (up.pending_content_length_at >= 0 ||
+                                   settings().proxy_request_buffering.value_or(true));
   const bool chunked_upstream = pass_body && !spool && body_chunked_;  // route() set TE: chunked
+  const size_t spool_memory = settings().client_body_buffer_size.value_or(16 * 1024);
 
-  // A chunked body sent as Content-Length is read first (nginx's request buffering): memory up
-  // to 64 KiB, then an unlinked temporary file.
+  // Memory up to client_body_buffer_size, then an unlinked temporary file.
   std::string spooled;
   int spool_fd = -1;
   uint64_t spool_size = 0;
@@ -896,9 +912,16 @@ awaitable<bool> session::proxy_request(routing::decision& d, int override_status
         co_return false;
       }
       spool_size += piece.size();
-      if (spool_fd < 0 && spooled.size() + piece.size() > kBodyLimit) {
+      if (spool_fd < 0 && spooled.size() + piece.size() > spool_memory) {
         spool_fd = ::open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-        if (spool_fd < 0) co_return co_await respond_error(500);
+        if (spool_fd < 0) {
+          log_error(log_level::crit, "open() of a temporary file in /tmp failed (" +
+                                         std::to_string(errno) + ": " + std::strerror(errno) +
+                                         ") while reading client request body" + error_context());
+          co_return co_await respond_error(500);
+        }
+        log_error(log_level::warn,
+                  "a client request body is buffered to a temporary file" + error_context());
         if (::write(spool_fd, spooled.data(), spooled.size()) !=
             static_cast<ssize_t>(spooled.size()))
           co_return co_await respond_error(500);
@@ -1148,6 +1171,28 @@ awaitable<bool> session::proxy_request(routing::decision& d, int override_status
     out_ += kCrlf;
   }
   upc.in.consume(head.size);
+  bool upstream_reusable = !head.connection_close && head.minor >= 1;
+  if (const std::string* c = find_header(up.headers, "connection");
+      c && http::has_token(*c, "close"))
+    upstream_reusable = false;
+
+  // proxy_buffering on: the response is read ahead of the client and the upstream is freed as
+  // soon as it is read; X-Accel-Buffering from the upstream overrides the setting, as nginx.
+  bool buffering = settings().proxy_buffering.value_or(true);
+  for (const auto& f : head.headers)
+    if (iequals(f.name, "x-accel-buffering")) {
+      if (iequals(f.value, "no"))
+        buffering = false;
+      else if (iequals(f.value, "yes"))
+        buffering = true;
+    }
+  if (!no_body && buffering) {
+    if (!co_await relay_buffered(d, head, chunk_to_client, close_delimited, upstream_reusable))
+      co_return false;  // the client must not take a cut body for a whole one
+    if (keep_alive_ && !body_done_) co_return co_await discard_body();
+    co_return keep_alive_;
+  }
+
   // The head goes out with the first piece of the body when that is already here (one write
   // for a small response).
   bool head_pending = true;
@@ -1159,12 +1204,8 @@ awaitable<bool> session::proxy_request(routing::decision& d, int override_status
     }
   }
 
-  // The body, as it arrives.
+  // proxy_buffering off: each piece is written to the client before the next is read.
   bool complete = true;
-  bool upstream_reusable = !head.connection_close && head.minor >= 1;
-  if (const std::string* c = find_header(up.headers, "connection");
-      c && http::has_token(*c, "close"))
-    upstream_reusable = false;
   if (!no_body) {
     uint64_t remaining = upstream_len ? *head.content_length : 0;
     http::chunked_decoder decoder;
@@ -1248,6 +1289,199 @@ awaitable<bool> session::proxy_request(routing::decision& d, int override_status
   co_return keep_alive_;
 }
 
+// proxy_buffering on: reads the upstream response ahead of the client into `ahead_` (memory up
+// to proxy_buffer_size + proxy_buffers, then a temporary file up to proxy_max_temp_file_size),
+// writes to the client what its socket takes, and gives the upstream connection back (to its
+// keep-alive pool) as soon as the whole response is read. The head in out_ goes first.
+// Returns true when the client got the complete response.
+awaitable<bool> session::relay_buffered(const routing::decision& d, const http::response_head& head,
+                                        bool chunk_to_client, bool close_delimited, bool reusable) {
+  upstream_conn* upc = s_->upstream.get();
+  const auto& set = settings();
+  ahead_.reset(set.proxy_buffer_size.value_or(4096) + set.proxy_buffers_size.value_or(8 * 4096),
+               set.proxy_max_temp_file_size.value_or(size_t{1} << 30));
+  const duration send_timeout = set.send_timeout.value_or(std::chrono::seconds(60));
+  const bool upstream_len = head.content_length.has_value() && !head.chunked;
+  uint64_t remaining = upstream_len ? *head.content_length : 0;
+  http::chunked_decoder decoder;
+  bool upstream_done = upstream_len && remaining == 0;
+  bool complete = true;
+  bool warned = false;
+  auto last_client = clock::now(), last_upstream = last_client;
+  const int client_fd = s_->client.native_handle();
+
+  auto fail_file = [&](const char* what) {
+    log_error(log_level::crit, std::string(what) + " a temporary file failed (" +
+                                   std::to_string(errno) + ": " + std::strerror(errno) +
+                                   ") while reading upstream" + error_context());
+    release_upstream(false);
+  };
+  if (!ahead_.push(out_)) {
+    fail_file("write() to");
+    co_return false;
+  }
+  // Moves what the upstream sent into the queue, framed for the client.
+  auto take = [&]() -> bool {
+    while (!upstream_done && !upc->in.empty()) {
+      std::string_view piece;
+      size_t consumed = 0;
+      bool end = false;
+      if (head.chunked) {
+        const auto step = decoder.next(upc->in.data());
+        if (step.error) {
+          log_error(
+              log_level::error,
+              "upstream sent invalid chunked response while reading upstream" + error_context());
+          complete = false;
+          upstream_done = true;
+          break;
+        }
+        piece = step.data;
+        consumed = step.consumed;
+        end = step.done;
+      } else if (upstream_len) {
+        const size_t n = static_cast<size_t>(std::min<uint64_t>(remaining, upc->in.size()));
+        piece = upc->in.data().substr(0, n);
+        consumed = n;
+        remaining -= n;
+        end = remaining == 0;
+      } else {
+        piece = upc->in.data();
+        consumed = piece.size();
+      }
+      if (!piece.empty()) {
+        char hdr[24];
+        const size_t hl = chunk_to_client ? http::chunk_header(hdr, piece.size()) : 0;
+        if (!ahead_.push(std::string_view(hdr, hl)) || !ahead_.push(piece) ||
+            !ahead_.push(chunk_to_client ? kCrlf : std::string_view{}))
+          return false;
+        body_bytes_sent_ += piece.size();
+      }
+      upc->in.consume(consumed);
+      if (end) upstream_done = true;
+      if (consumed == 0) break;
+    }
+    if (!warned && ahead_.spilled()) {
+      warned = true;
+      log_error(log_level::warn,
+                "an upstream response is buffered to a temporary file while reading upstream" +
+                    error_context());
+    }
+    return true;
+  };
+
+  for (;;) {
+    if (upc) {
+      if (!take()) {
+        fail_file("write() to");
+        co_return false;
+      }
+      if (upstream_done) {
+        if (complete && chunk_to_client && !ahead_.push("0\r\n\r\n")) {
+          fail_file("write() to");
+          co_return false;
+        }
+        // Read to its end: the upstream goes back to its pool while the client still reads.
+        release_upstream(complete && reusable);
+        upc = nullptr;
+      }
+    }
+    // Whatever the client's socket takes now.
+    while (!ahead_.empty()) {
+      const std::string_view f = ahead_.front();
+      if (f.empty()) {
+        fail_file("read() from");
+        co_return false;
+      }
+      const ssize_t n = ::send(client_fd, f.data(), f.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n > 0) {
+        ahead_.pop(static_cast<size_t>(n));
+        last_client = clock::now();
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      log_error(log_level::info, "send() failed (" + std::to_string(errno) + ": " +
+                                     std::strerror(errno) + ") while sending to client" +
+                                     error_context());
+      release_upstream(false);
+      co_return false;
+    }
+    if (!upc && ahead_.empty()) break;
+    // Read ahead while the queue has room.
+    bool wait_upstream = false;
+    if (upc && ahead_.room() > 0) {
+      auto [p, n] = upc->in.prepare(std::min(kBodyLimit, ahead_.room()), kBodyLimit);
+      const ssize_t got = n ? ::recv(upc->socket.native_handle(), p, n, MSG_DONTWAIT) : -1;
+      if (got > 0) {
+        upc->in.commit(static_cast<size_t>(got));
+        last_upstream = clock::now();
+        continue;
+      }
+      if (got == 0) {
+        if (!close_delimited) {
+          log_error(
+              log_level::error,
+              "upstream prematurely closed connection while reading upstream" + error_context());
+          complete = false;
+        }
+        reusable = false;
+        upstream_done = true;
+        continue;
+      }
+      if (n && errno == EINTR) continue;
+      if (n && errno != EAGAIN && errno != EWOULDBLOCK) {
+        log_error(log_level::error, "recv() failed (" + std::to_string(errno) + ": " +
+                                        std::strerror(errno) + ") while reading upstream" +
+                                        error_context());
+        complete = false;
+        upstream_done = true;
+        continue;
+      }
+      wait_upstream = n != 0;
+    }
+    const bool wait_client = !ahead_.empty();
+    // Each side has its own timeout from its last progress.
+    auto deadline = clock::time_point::max();
+    if (wait_client) deadline = std::min(deadline, last_client + send_timeout);
+    if (wait_upstream) deadline = std::min(deadline, last_upstream + d.limits.read);
+    const auto now = clock::now();
+    bool timed_out = now >= deadline;
+    if (!timed_out && (wait_client || wait_upstream)) {
+      s_->arm(std::chrono::ceil<duration>(deadline - now));
+      if (wait_client && wait_upstream) {
+        using namespace asio::experimental::awaitable_operators;
+        co_await (s_->client.async_wait(tcp::socket::wait_write, use_nothrow) ||
+                  upc->socket.async_wait(tcp::socket::wait_read, use_nothrow));
+      } else if (wait_client) {
+        co_await s_->client.async_wait(tcp::socket::wait_write, use_nothrow);
+      } else {
+        co_await upc->socket.async_wait(tcp::socket::wait_read, use_nothrow);
+      }
+      timed_out = s_->timed_out;
+      s_->disarm();
+    }
+    if (timed_out) {
+      const auto t = clock::now();
+      if (wait_upstream && t >= last_upstream + d.limits.read) {
+        log_error(log_level::error,
+                  "upstream timed out (110: Connection timed out) while reading upstream" +
+                      error_context());
+        complete = false;
+        reusable = false;
+        upstream_done = true;
+      } else if (wait_client && t >= last_client + send_timeout) {
+        log_error(log_level::info,
+                  "client timed out (110: Connection timed out) while sending to client" +
+                      error_context());
+        release_upstream(false);
+        co_return false;
+      }
+    }
+  }
+  co_return complete;
+}
+
 // ---- the connection ------------------------------------------------------------------------
 
 awaitable<void> session::run_session() {
@@ -1267,6 +1501,7 @@ awaitable<void> session::run_session() {
     if (in_.empty()) {
       // Between requests the connection holds no buffer; it waits for readability.
       in_.release();
+      ahead_.release();
       const bool first = requests_ == 0;
       duration wait = header_timeout_;
       if (!first) wait = settings().keepalive_timeout.value_or(std::chrono::seconds(75));
