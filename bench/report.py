@@ -50,7 +50,7 @@ def headroom_report(table, rows, columns, headroom):
     the load side (not the proxy) may be what limits the proxies."""
     proxies = [c for c in columns if c != "direct"]
     out = []
-    for label in [r[0] for r in rows if r[1] in ("ws64", "http_rps") and r[4] == "high"]:
+    for label in [r[0] for r in rows if r[1] in ("ws64", "http_rps", "handshake") and r[4] == "high"]:
         d = table.get((label, "direct"))
         vals = [(table.get((label, p)), p) for p in proxies if table.get((label, p))]
         if not d or not vals:

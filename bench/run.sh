@@ -338,7 +338,7 @@ for round in $(seq "$rounds"); do
   for proxy in direct $proxies; do
     if [[ $proxy == direct ]]; then
       for c in $cases; do
-        case $c in http_rps | http_rate | ws64 | ws16k)
+        case $c in http_rps | http_rate | ws64 | ws16k | handshake)
           run_case direct "$c" "$round" "http://127.0.0.1:$echo_port/" "ws://127.0.0.1:$echo_port/ws" ;;
         esac
       done

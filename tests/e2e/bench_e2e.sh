@@ -5,10 +5,13 @@
 # epoll, and each against the other's io_uring), and wsgate-echo's protocol behaviour is checked
 # over raw sockets on both backends (tests/e2e/bench_echo_check.py).
 # Each run lasts 1-2 s; the whole test stays well under a minute.
-#   bench_e2e.sh WSGATE_BENCH WSGATE_ECHO
+#   bench_e2e.sh WSGATE_BENCH WSGATE_ECHO [BENCH_NO_URING]
+# BENCH_NO_URING (tests/e2e/bench_no_uring.cpp) runs a command with io_uring_setup failing: the
+# tools must then fall back to epoll, and refuse --io uring.
 set -euo pipefail
 bench=$1
 echo_bin=$2
+no_uring=${3:-}
 nginx_bin=${NGINX:-/usr/sbin/nginx}
 work=$(mktemp -d /tmp/bench-e2e.XXXXXX)
 pids=()
@@ -144,6 +147,36 @@ check "handshake: upgrade + close cycles, no errors" \
 run idle idle "$direct_ws" -n 300 --hold 0.2
 check "idle: 300 held and all answer the final ping" \
   'j["established"] == 300 and j["alive"] == 300 and j["errors"]["total"] == 0' "$work/idle.json"
+
+# --- where io_uring is not allowed ----------------------------------------------------------------
+if [[ -n $no_uring ]]; then
+  "$no_uring" "$echo_bin" --listen 127.0.0.1:0 >"$work/echo_nu.out" 2>"$work/echo_nu.err" &
+  pids+=($!)
+  for _ in $(seq 100); do grep -q listening "$work/echo_nu.out" 2>/dev/null && break; sleep 0.05; done
+  nu_port=$(sed -n 's/^listening 127.0.0.1:\([0-9]*\)$/\1/p' "$work/echo_nu.out")
+  if [[ -n $nu_port ]] && grep -q "io_uring unavailable.*using epoll" "$work/echo_nu.err"; then
+    echo "ok   echo without io_uring: says so and listens on epoll"
+    passes=$((passes + 1))
+  else
+    echo "FAIL echo without io_uring: $(cat "$work/echo_nu.err")"
+    failures=$((failures + 1))
+  fi
+  timeout 60 "$no_uring" "$bench" ws "ws://127.0.0.1:${nu_port:-1}/" -c 4 -n 2000 --json >"$work/nu.json" 2>/dev/null || true
+  check "bench without io_uring: falls back to epoll, says why, and works" \
+    'j["io"] == "epoll" and "io_uring unavailable" in j["io_note"] and j["completed"] == 2000 and j["errors"]["total"] == 0' \
+    "$work/nu.json"
+  set +e
+  timeout 30 "$no_uring" "$bench" ws "$direct_ws" -c 1 -n 10 --io uring >/dev/null 2>"$work/nu_forced.err"
+  rc=$?
+  set -e
+  if ((rc == 2)) && grep -q -- "--io uring: .*use --io epoll" "$work/nu_forced.err"; then
+    echo "ok   bench --io uring without io_uring: exit 2 with what to do"
+    passes=$((passes + 1))
+  else
+    echo "FAIL bench --io uring without io_uring: rc $rc, $(cat "$work/nu_forced.err")"
+    failures=$((failures + 1))
+  fi
+fi
 
 # --- error accounting ----------------------------------------------------------------------------
 dead_port=$(free_port)

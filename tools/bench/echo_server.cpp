@@ -607,8 +607,7 @@ int main(int argc, char** argv) {
   }
   bool use_uring = io != "epoll";
   if (use_uring) {
-    uring probe;
-    if (const std::string err = probe.init(8, 8, 4096); !err.empty()) {
+    if (const std::string err = uring::probe(); !err.empty()) {
       if (io == "uring") {
         std::cerr << "wsgate-echo: --io uring: " << err << "; use --io epoll\n";
         return 2;

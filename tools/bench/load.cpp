@@ -1089,8 +1089,7 @@ void run_load(const load_config& cfg, load_result& out) {
   bool use_uring = cfg.io != io_backend::epoll;
   if (use_uring) {
     // Probe once here (a ring and its buffers), so every worker uses the same backend.
-    uring probe;
-    if (std::string err = probe.init(8, 8, 4096); !err.empty()) {
+    if (std::string err = uring::probe(); !err.empty()) {
       io_note = "io_uring unavailable (" + err + "), using epoll";
       use_uring = false;
     }

@@ -7,10 +7,10 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
-#include <map>
 
 #include "load.hpp"
 #include "report.hpp"
+#include "uring.hpp"
 
 namespace {
 
@@ -19,6 +19,7 @@ using wsgate::bench::load_mode;
 
 struct cli_state {
   std::string url;
+  std::string io = "auto";
   bool json = false;
   load_config cfg;
 };
@@ -28,14 +29,9 @@ void add_common(CLI::App* sub, cli_state& st) {
   sub->add_flag("--json", st.json, "print the result as JSON on stdout");
   sub->add_option("--timeout", st.cfg.timeout_s, "seconds to wait for an answer (default 5)")
       ->check(CLI::PositiveNumber);
-  sub->add_option("--io", st.cfg.io,
+  sub->add_option("--io", st.io,
                   "socket backend: auto (io_uring when the kernel allows it), uring or epoll")
-      ->transform(CLI::CheckedTransformer(
-          std::map<std::string, wsgate::bench::io_backend>{
-              {"auto", wsgate::bench::io_backend::automatic},
-              {"uring", wsgate::bench::io_backend::uring},
-              {"epoll", wsgate::bench::io_backend::epoll}},
-          CLI::ignore_case));
+      ->check(CLI::IsMember({"auto", "uring", "epoll"}));
 }
 
 }  // namespace
@@ -128,6 +124,9 @@ int main(int argc, char** argv) {
     st->cfg.ping = !no_ping;
   }
   load_config& cfg = st->cfg;
+  cfg.io = st->io == "uring"   ? wsgate::bench::io_backend::uring
+           : st->io == "epoll" ? wsgate::bench::io_backend::epoll
+                               : wsgate::bench::io_backend::automatic;
   if ((cfg.mode == load_mode::http || cfg.mode == load_mode::ws) && cfg.duration_s <= 0 &&
       cfg.count == 0) {
     std::cerr << "wsgate-bench: give a duration (-d SECS) or a count (-n N)\n";
@@ -156,13 +155,16 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  if (cfg.io == wsgate::bench::io_backend::uring) {
+    if (const std::string err = wsgate::bench::uring::probe(); !err.empty()) {
+      std::cerr << "wsgate-bench: --io uring: " << err
+                << "; use --io epoll, or allow io_uring (sysctl kernel.io_uring_disabled=0, "
+                   "seccomp)\n";
+      return 2;
+    }
+  }
   wsgate::bench::load_result result;
   wsgate::bench::run_load(cfg, result);
-  if (cfg.io == wsgate::bench::io_backend::uring && result.io != "io_uring") {
-    std::cerr << "wsgate-bench: --io uring: " << result.io_note
-              << "; use --io epoll or allow io_uring (sysctl kernel.io_uring_disabled=0)\n";
-    return 2;
-  }
   if (st->json) {
     std::cout << wsgate::bench::to_json(cfg, st->url, result).dump(2) << "\n";
   } else {

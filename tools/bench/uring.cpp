@@ -10,6 +10,11 @@ namespace {
 constexpr uint16_t kBufGroup = 0;
 }
 
+std::string uring::probe() {
+  uring r;
+  return r.init(8, 8, 4096);
+}
+
 uring::~uring() {
   if (ring_up_) io_uring_queue_exit(&ring_);
   if (br_) munmap(br_, br_bytes_);

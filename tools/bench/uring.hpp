@@ -14,6 +14,10 @@ namespace wsgate::bench {
 
 class uring {
  public:
+  // Empty when this kernel lets the process set up a ring like the ones the tools use, else why
+  // not.
+  static std::string probe();
+
   uring() = default;
   uring(const uring&) = delete;
   uring& operator=(const uring&) = delete;
