@@ -182,6 +182,9 @@ awaitable<void> watchdog(std::shared_ptr<connection_state> s) {
 class session {
  public:
   explicit session(std::shared_ptr<connection_state> st);
+  ~session() { drop_spool(); }
+  session(const session&) = delete;
+  session& operator=(const session&) = delete;
   awaitable<void> run_session();
 
  private:
@@ -193,6 +196,8 @@ class session {
   awaitable<bool> respond(int status, std::string_view body, std::string_view content_type,
                           std::string_view location, bool too_large = false);
   awaitable<bool> respond_error(int status, bool too_large = false, bool in_error_page = false);
+  const config::error_page_setting* error_page_for(int status) const;
+  routing::decision route_error_page(const std::string& uri) const;
   awaitable<bool> relay_buffered(const routing::decision& d, const http::response_head& head,
                                  bool chunk_to_client, bool close_delimited, bool reusable);
   awaitable<bool> discard_body();
@@ -236,6 +241,18 @@ class session {
   std::string request_line_;  // $request
   std::string out_;           // a head being written
   int requests_ = 0;
+  // The request body read before the upstream is contacted (proxy_request_buffering).
+  std::string spooled_;
+  int spool_fd_ = -1;
+  uint64_t spool_size_ = 0;
+  bool spool_ready_ = false;
+  void drop_spool() {
+    spooled_.clear();
+    if (spool_fd_ >= 0) ::close(spool_fd_);
+    spool_fd_ = -1;
+    spool_size_ = 0;
+    spool_ready_ = false;
+  }
   clock::time_point started_ = clock::now();
   bool head_request_ = false;
   bool keep_alive_ = true;
@@ -624,32 +641,48 @@ awaitable<bool> session::respond(int status, std::string_view body, std::string_
   co_return true;
 }
 
+const config::error_page_setting* session::error_page_for(int status) const {
+  if (!loc_ || !settings().error_page) return nullptr;
+  for (const auto& ep : *settings().error_page)
+    if (std::find(ep.codes.begin(), ep.codes.end(), status) != ep.codes.end())
+      return ep.uri.raw.empty() ? nullptr : &ep;
+  return nullptr;
+}
+
+// The request an error page is served for: a named location gets the request as it is
+// (method, URI and body unchanged); a URI, a GET (or HEAD) for that URI.
+routing::decision session::route_error_page(const std::string& uri) const {
+  routing::request_info again = info_;
+  if (uri.front() == '@') {
+    again.named_location.assign(uri, 1);
+  } else {
+    again.target = uri;
+    if (again.method != "HEAD") again.method = "GET";
+  }
+  return routing::route(*rt_->config, again);
+}
+
 // An error status of wsgate's own: error_page when one names it, else nginx's page.
 awaitable<bool> session::respond_error(int status, bool too_large, bool in_error_page) {
-  if (!in_error_page && loc_ && settings().error_page) {
-    for (const auto& ep : *settings().error_page) {
-      if (std::find(ep.codes.begin(), ep.codes.end(), status) == ep.codes.end()) continue;
-      const std::string& uri = ep.uri.raw;
-      if (uri.empty() || uri.front() == '@') break;  // named locations: not supported yet
-      if (uri.front() != '/') {
-        // A URL: the client is redirected (302 unless =30x is given).
-        int code = ep.response_code && *ep.response_code >= 301 && *ep.response_code <= 308
-                       ? *ep.response_code
-                       : 302;
-        co_return co_await respond(code, {}, {}, uri);
-      }
-      routing::request_info again = info_;
-      again.target = uri;
-      if (again.method != "HEAD") again.method = "GET";
-      routing::decision d = routing::route(*rt_->config, again);
-      const int override_status = ep.response_code ? *ep.response_code : status;
-      // The page's request carries no body; the original one is dropped with the connection
-      // state unchanged (discarded below, as nginx does).
-      const bool keep = co_await handle(d, override_status == 0 ? -1 : override_status, true);
-      co_return keep;
-    }
+  const config::error_page_setting* ep = in_error_page ? nullptr : error_page_for(status);
+  if (!ep) co_return co_await respond(status, {}, {}, {}, too_large);
+  const std::string& uri = ep->uri.raw;
+  if (uri.front() != '/' && uri.front() != '@') {
+    // A URL: the client is redirected (302 unless =30x is given).
+    const int code = ep->response_code && *ep->response_code >= 301 && *ep->response_code <= 308
+                         ? *ep->response_code
+                         : 302;
+    co_return co_await respond(code, {}, {}, uri);
   }
-  co_return co_await respond(status, {}, {}, {}, too_large);
+  routing::decision d = route_error_page(uri);
+  if (uri.front() == '@' && !d.location) {
+    log_error(log_level::error, "could not find named location \"" + uri + "\"" + error_context());
+    co_return co_await respond(500, {}, {}, {});
+  }
+  const int override_status = ep->response_code ? *ep->response_code : status;
+  // A URI page's request carries no body; the original one is dropped with the connection
+  // state unchanged (discarded after the page, as nginx does).
+  co_return co_await handle(d, override_status == 0 ? -1 : override_status, true);
 }
 
 // ---- phase 2: what route() decided -----------------------------------------------------------
@@ -881,27 +914,22 @@ awaitable<bool> session::proxy_request(routing::decision& d, int override_status
                                     error_context());
     co_return co_await respond_error(502);
   }
-  const bool client_body = !body_done_;
+  const bool client_body = !body_done_ || spool_ready_;
   const bool pass_body = up.pass_body && client_body;
   // proxy_request_buffering on (and a chunked body that goes upstream with a Content-Length):
   // the whole body is read before the upstream is contacted, as nginx does, so a slow or
   // stalled client never holds an upstream connection.
-  const bool spool = pass_body && (up.pending_content_length_at >= 0 ||
+  const bool spool = pass_body && (spool_ready_ || up.pending_content_length_at >= 0 ||
                                    settings().proxy_request_buffering.value_or(true));
   const bool chunked_upstream = pass_body && !spool && body_chunked_;  // route() set TE: chunked
   const size_t spool_memory = settings().client_body_buffer_size.value_or(16 * 1024);
 
-  // Memory up to client_body_buffer_size, then an unlinked temporary file.
-  std::string spooled;
-  int spool_fd = -1;
-  uint64_t spool_size = 0;
-  struct fd_closer {
-    int& fd;
-    ~fd_closer() {
-      if (fd >= 0) ::close(fd);
-    }
-  } closer{spool_fd};
-  if (spool) {
+  // Memory up to client_body_buffer_size, then an unlinked temporary file; kept for the
+  // request's life, so an error_page that proxies again sends the same body.
+  std::string& spooled = spooled_;
+  int& spool_fd = spool_fd_;
+  uint64_t& spool_size = spool_size_;
+  if (spool && !spool_ready_) {
     std::string_view piece;
     for (;;) {
       const auto r = co_await next_body_piece(piece);
@@ -934,6 +962,7 @@ awaitable<bool> session::proxy_request(routing::decision& d, int override_status
         spooled.append(piece);
       }
     }
+    spool_ready_ = true;
   }
 
   // The upstream request head, exactly as route() computed it.
@@ -1516,6 +1545,7 @@ awaitable<void> session::run_session() {
     status_ = 0;
     body_bytes_sent_ = 0;
     upstream_addr_.clear();
+    drop_spool();
     if (default_server_) loc_ = &default_server_->root_location;
     if (!co_await read_head()) {
       if (status_) log_access();

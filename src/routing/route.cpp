@@ -571,9 +571,30 @@ decision route(const config::snapshot& config, const request_info& rq) {
     d.normalized_uri = ctx.uri;
   };
 
-  // Server-level rewrite and return run once, before any location is looked up.
+  const config::location* named = nullptr;
+  if (!rq.named_location.empty()) {
+    for (const auto& c : srv.root_location.children)
+      if (c->kind == config::location::match_kind::named && c->pattern == rq.named_location) {
+        named = c.get();
+        break;
+      }
+    if (!named) {
+      finish(srv.root_location);
+      d.what = action::respond;
+      d.status = 500;
+      d.warnings.push_back({"named-location-missing",
+                            "could not find named location \"@" + rq.named_location + "\"",
+                            "define `location @" + rq.named_location +
+                                " { ... }` in this server, or name an existing one",
+                            {}});
+      return d;
+    }
+  }
+
+  // Server-level rewrite and return run once, before any location is looked up (not again for
+  // a named location).
   finish(srv.root_location);
-  if (run_script(srv.root_location, d, rq, ctx, st) == script_result::responded) {
+  if (!named && run_script(srv.root_location, d, rq, ctx, st) == script_result::responded) {
     finish(srv.root_location);
     return d;
   }
@@ -581,7 +602,15 @@ decision route(const config::snapshot& config, const request_info& rq) {
   int uri_changes = kMaxUriChanges;
   for (;;) {
     st.uri_changed = false;
-    location_match m = find_location(srv.root_location, ctx, rq.diagnostics);
+    location_match m;
+    if (named) {
+      m.result = location_result::matched;
+      m.loc = named;
+      if (rq.diagnostics) m.candidates.push_back({named, "named location (error_page)"});
+      named = nullptr;
+    } else {
+      m = find_location(srv.root_location, ctx, rq.diagnostics);
+    }
     d.candidates.insert(d.candidates.end(), m.candidates.begin(), m.candidates.end());
     d.location = m.loc;
     const config::location& loc = m.loc ? *m.loc : srv.root_location;

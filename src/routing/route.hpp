@@ -25,6 +25,10 @@ struct request_info {
   std::string local_addr = "127.0.0.1";
   uint16_t local_port = 80;
   bool tls = false;
+  // Set (name without '@') when error_page sends the request to a named location: the server's
+  // rewrites are not run again and that location answers first, the URI unchanged (nginx's
+  // ngx_http_named_location).
+  std::string named_location;
   // Fill decision::candidates, server_reason and the lint warnings of the chosen location
   // (explain, tests).
   // The data path may turn this off: it costs string work per request and changes no action.
