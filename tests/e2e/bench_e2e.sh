@@ -49,7 +49,8 @@ wait_port() {  # wait_port PORT: until something accepts there (5 s at most)
 
 # --- the echo upstream -------------------------------------------------------------------------
 "$echo_bin" --listen 127.0.0.1:0 >"$work/echo.out" &
-pids+=($!)
+echo_pid=$!
+pids+=($echo_pid)
 for _ in $(seq 100); do grep -q listening "$work/echo.out" 2>/dev/null && break; sleep 0.05; done
 echo_port=$(sed -n 's/^listening 127.0.0.1:\([0-9]*\)$/\1/p' "$work/echo.out")
 [[ -n $echo_port ]] || { echo "FAIL wsgate-echo printed no 'listening' line"; exit 1; }
@@ -59,14 +60,15 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 # The same upstream on epoll, for the fallback backend.
 "$echo_bin" --listen 127.0.0.1:0 --io epoll >"$work/echo_epoll.out" 2>"$work/echo_epoll.err" &
-pids+=($!)
+epoll_pid=$!
+pids+=($epoll_pid)
 for _ in $(seq 100); do grep -q listening "$work/echo_epoll.out" 2>/dev/null && break; sleep 0.05; done
 epoll_port=$(sed -n 's/^listening 127.0.0.1:\([0-9]*\)$/\1/p' "$work/echo_epoll.out")
 [[ -n $epoll_port ]] || { echo "FAIL wsgate-echo --io epoll printed no 'listening' line"; exit 1; }
 
-for pair in "$echo_port default" "$epoll_port epoll"; do
+for pair in "$echo_port default $echo_pid" "$epoll_port epoll $epoll_pid"; do
   set -- $pair
-  if python3 "$here/bench_echo_check.py" "$1" "echo ($2)"; then
+  if python3 "$here/bench_echo_check.py" "$1" "echo ($2)" "$3"; then
     passes=$((passes + 1))
   else
     failures=$((failures + 1))

@@ -1,18 +1,22 @@
 #!/usr/bin/env python3
 """wsgate-echo's protocol behaviour over raw sockets, the same for every socket backend:
 HTTP keep-alive with pipelining and Connection: close, the WebSocket upgrade with frames sent in
-the same write, pings answered with pongs, frames split byte by byte, and the close handshake.
-    bench_echo_check.py PORT LABEL
+the same write, pings answered with pongs, frames split byte by byte, the close handshake, and
+(given its pid) a peer that sends without reading: the echo must stop reading, not queue it all.
+    bench_echo_check.py PORT LABEL [ECHO_PID]
 Prints one "ok"/"FAIL" line per check; exits 1 if any failed."""
 import base64
 import hashlib
 import os
+import select
 import socket
 import struct
 import sys
+import threading
 
 PORT = int(sys.argv[1])
 LABEL = sys.argv[2] if len(sys.argv) > 2 else "echo"
+PID = int(sys.argv[3]) if len(sys.argv) > 3 else 0
 failures = 0
 
 
@@ -144,5 +148,55 @@ s.sendall(b"\x81\x02hi")
 rest, eof = read_until_eof(s)
 check("unmasked client frame: connection dropped without an echo", rest == b"", repr(rest))
 s.close()
+
+# Backpressure: a peer that writes 64 KiB frames and reads nothing. The echo must stop reading
+# once its output queue is full (the client's send then blocks) instead of queueing everything,
+# and echo every frame once the client reads.
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+if PID:
+    s = connect()
+    s.sendall(upgrade)
+    read_head(s)
+    f = frame(2, bytes(i % 256 for i in range(65536)))
+    stream = f * 64  # 4 MiB per pass
+    limit = 64 << 20
+    before = rss_kb(PID)
+    s.setblocking(False)
+    sent = 0
+    while sent < limit:
+        _, w, _ = select.select([], [s], [], 1.0)
+        if not w:
+            break  # blocked for a second: the echo stopped reading
+        try:
+            sent += s.send(stream[sent % len(stream):])
+        except BlockingIOError:
+            pass
+    grown = rss_kb(PID) - before
+    check("a peer that does not read: its sends block and the echo's memory stays bounded",
+          sent < limit and grown < 24 * 1024, f"sent {sent >> 20} MiB, echo RSS grew {grown} kB")
+    s.setblocking(True)
+    s.settimeout(10)
+    frames = -(-sent // len(f))
+    rest = frames * len(f) - sent
+    tail = threading.Thread(target=lambda: s.sendall(f[len(f) - rest:]) if rest else None)
+    tail.start()
+    ok = True
+    try:
+        for _ in range(frames):
+            op, fin, payload = read_frame(s)
+            ok = ok and op == 2 and fin and len(payload) == 65536
+    except (EOFError, OSError, ValueError) as e:
+        ok = False
+        print(f"     ({e})")
+    tail.join()
+    check(f"then every one of the {frames} frames is echoed once the peer reads", ok)
+    s.close()
 
 sys.exit(1 if failures else 0)

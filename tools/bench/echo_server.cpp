@@ -71,6 +71,7 @@ struct econn {
   bool send_busy = false;
   bool recv_armed = false;
   bool dead = false;
+  bool paused = false;  // receiving stopped until the queued output drains (backpressure)
 };
 
 // XOR with the mask while moving forward from src to dst (dst <= src): 8 bytes at a time.
@@ -92,9 +93,10 @@ void unmask_move(char* dst, const char* src, std::size_t n, const uint8_t mask[4
 constexpr unsigned kRingBuffers = 512;
 constexpr unsigned kRingBufferSize = 64 * 1024;
 constexpr std::size_t kKeepOutput = 64 * 1024;  // larger output buffers are freed when drained
+constexpr std::size_t kMaxQueued = 4 << 20;     // output queued beyond this pauses receiving
 
 // io_uring user data: a connection pointer (8-byte aligned) or a listener fd, tagged below.
-enum op_tag : uint64_t { tag_accept = 1, tag_recv = 2, tag_send = 3 };
+enum op_tag : uint64_t { tag_accept = 1, tag_recv = 2, tag_send = 3, tag_cancel = 4 };
 
 class loop {
  public:
@@ -179,6 +181,8 @@ class loop {
       case tag_send:
         send_done(reinterpret_cast<econn*>(ud & ~uint64_t{7}), res);
         return;
+      case tag_cancel:
+        return;  // the cancelled receive reports on its own
       default:
         break;
     }
@@ -199,7 +203,9 @@ class loop {
     }
     if (more) return;
     c->recv_armed = false;
-    if (alive && !c->dead && (res > 0 || res == -ENOBUFS)) {
+    const bool can_go_on = res > 0 || res == -ENOBUFS || res == -ECANCELED;
+    if (!c->dead && c->paused && can_go_on) return;  // send_done resumes once the output drains
+    if (alive && !c->dead && can_go_on) {
       arm_recv(c);  // the kernel ended the multishot (or every buffer was busy): go on
       return;
     }
@@ -255,6 +261,9 @@ class loop {
       start_send(c);
     } else if (c->close_after) {
       destroy(c);
+    } else if (c->paused) {
+      c->paused = false;
+      if (!c->recv_armed) arm_recv(c);
     }
   }
 
@@ -327,6 +336,12 @@ class loop {
       }
       c->out.append(p, n);
       if (!c->send_busy) start_send(c);
+      if (c->out.size() > kMaxQueued && c->recv_armed && !c->paused) {
+        // The peer sends faster than it reads: stop receiving (as the epoll loop does) so the
+        // queue stays bounded.
+        c->paused = true;
+        ring_.cancel(reinterpret_cast<uint64_t>(c) | tag_recv, tag_cancel);
+      }
       return true;
     }
     if (!c->out.empty()) {
