@@ -14,15 +14,15 @@ bool is_wildcard(const config::listen_setting& l) {
          l.addr == "[::]";
 }
 
-std::string strip_brackets(std::string a) {
+std::string_view strip_brackets(std::string_view a) {
   if (a.size() >= 2 && a.front() == '[' && a.back() == ']') a = a.substr(1, a.size() - 2);
   return a;
 }
 
 bool same_addr(const config::listen_setting& l, std::string_view local) {
-  std::string a = strip_brackets(l.addr);
+  std::string_view a = strip_brackets(l.addr);
   if (a == "localhost") a = l.ipv6 ? "::1" : "127.0.0.1";
-  return a == strip_brackets(std::string(local));
+  return a == strip_brackets(local);
 }
 
 // nginx's implicit listen for a server without one: *:80 when run as root, *:8000 otherwise.
@@ -44,43 +44,57 @@ void for_each_listen(const config::server& s, F&& f) {
 
 }  // namespace
 
+void find_listen_group_into(const config::snapshot& config, std::string_view local_addr,
+                            uint16_t local_port, listen_group& g, bool with_label) {
+  g.servers.clear();
+  g.default_server = nullptr;
+  g.label.clear();
+  g.default_marked = false;
+  if (!config.http) return;
+  const bool local_v6 = strip_brackets(local_addr).find(':') != std::string_view::npos;
+  // A specific-address listen wins over *:port: the wildcard pass runs only when no server
+  // listens on the address itself.
+  for (const bool wildcard_pass : {false, true}) {
+    for (const auto& s : config.http->servers) {
+      bool in_group = false;
+      for_each_listen(*s, [&](const config::listen_setting& l) {
+        if (l.port != local_port || in_group) return;
+        if (is_wildcard(l) != wildcard_pass) return;
+        if (wildcard_pass) {
+          const bool v6 = l.ipv6 || l.addr == "::" || l.addr == "[::]";
+          if (v6 != local_v6) return;
+        } else if (!same_addr(l, local_addr)) {
+          return;
+        }
+        in_group = true;
+        g.servers.push_back(s.get());
+        if (l.default_server && !g.default_server) {
+          g.default_server = s.get();
+          g.default_marked = true;
+        }
+      });
+    }
+    if (!g.servers.empty()) {
+      if (with_label) {
+        const std::string port = std::to_string(local_port);
+        if (!wildcard_pass)
+          g.label = local_v6 ? "[" + std::string(strip_brackets(local_addr)) + "]:" + port
+                             : std::string(local_addr) + ":" + port;
+        else
+          g.label = (local_v6 ? "[::]:" : "*:") + port;
+      }
+      break;
+    }
+  }
+  if (with_label && g.servers.empty())
+    g.label = (local_v6 ? "[::]:" : "*:") + std::to_string(local_port);
+  if (!g.default_server && !g.servers.empty()) g.default_server = g.servers.front();
+}
+
 listen_group find_listen_group(const config::snapshot& config, std::string_view local_addr,
                                uint16_t local_port) {
-  listen_group specific, wildcard;
-  const bool local_v6 = strip_brackets(std::string(local_addr)).find(':') != std::string::npos;
-  if (!config.http) return {};
-  for (const auto& s : config.http->servers) {
-    bool in_specific = false, in_wildcard = false;
-    for_each_listen(*s, [&](const config::listen_setting& l) {
-      if (l.port != local_port) return;
-      if (is_wildcard(l)) {
-        const bool v6 = l.ipv6 || l.addr == "::" || l.addr == "[::]";
-        if (v6 != local_v6 || in_wildcard) return;
-        in_wildcard = true;
-        wildcard.servers.push_back(s.get());
-        if (l.default_server && !wildcard.default_server) {
-          wildcard.default_server = s.get();
-          wildcard.default_marked = true;
-        }
-      } else if (same_addr(l, local_addr) && !in_specific) {
-        in_specific = true;
-        specific.servers.push_back(s.get());
-        if (l.default_server && !specific.default_server) {
-          specific.default_server = s.get();
-          specific.default_marked = true;
-        }
-      }
-    });
-  }
-  const std::string port = std::to_string(local_port);
-  listen_group& g = specific.servers.empty() ? wildcard : specific;
-  if (&g == &specific) {
-    g.label = local_v6 ? "[" + strip_brackets(std::string(local_addr)) + "]:" + port
-                       : std::string(local_addr) + ":" + port;
-  } else {
-    g.label = (local_v6 ? "[::]:" : "*:") + port;
-  }
-  if (!g.default_server && !g.servers.empty()) g.default_server = g.servers.front();
+  listen_group g;
+  find_listen_group_into(config, local_addr, local_port, g, true);
   return g;
 }
 

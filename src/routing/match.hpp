@@ -22,6 +22,9 @@ struct listen_group {
 };
 listen_group find_listen_group(const config::snapshot& config, std::string_view local_addr,
                                uint16_t local_port);
+// The same into `g`, reusing its vector; the label (for reasons) only when with_label is set.
+void find_listen_group_into(const config::snapshot& config, std::string_view local_addr,
+                            uint16_t local_port, listen_group& g, bool with_label);
 
 struct server_choice {
   const config::server* server = nullptr;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 
 #include "config/regex.hpp"
 #include "routing/detail.hpp"
@@ -76,18 +77,18 @@ bool is_redirect_code(int code) {
 void do_return(decision& d, const config::return_setting& r, const request_info& rq,
                eval_context& ctx) {
   d.status = r.code;
-  std::string text = r.text_or_url ? evaluate(*r.text_or_url, ctx) : "";
   if (r.code == 444) {
     d.what = action::respond;  // close the connection without a response
     return;
   }
+  // Evaluated straight into the decision's string (a reused decision keeps its capacity).
   if (is_redirect_code(r.code)) {
     d.what = action::redirect;
-    d.location_header = text;
+    if (r.text_or_url) evaluate_into(*r.text_or_url, ctx, d.location_header);
     absolutize(d, rq, ctx);
   } else {
     d.what = action::respond;
-    d.body = text;
+    if (r.text_or_url) evaluate_into(*r.text_or_url, ctx, d.body);
   }
 }
 
@@ -251,6 +252,21 @@ script_result run_script(const config::location& level, decision& d, const reque
   return script_result::next;
 }
 
+// Warnings taken off decisions by route_into, their strings kept for the next ones (per thread).
+std::vector<warning>& warning_pool() {
+  thread_local std::vector<warning> pool;
+  return pool;
+}
+
+// Appends a warning to d, reusing a recycled one's strings when there is one.
+warning& add_warning(decision& d) {
+  auto& pool = warning_pool();
+  if (pool.empty()) return d.warnings.emplace_back();
+  d.warnings.push_back(std::move(pool.back()));
+  pool.pop_back();
+  return d.warnings.back();
+}
+
 struct parsed_url {
   std::string scheme, host, port_text, uri;
   bool has_uri = false;
@@ -295,16 +311,23 @@ parsed_url parse_proxy_url(std::string_view url) {
   return p;
 }
 
-void set_proxy_vars(eval_context& ctx, const std::string& scheme, const std::string& host,
+void assign_number(std::string& out, unsigned v) {
+  char buf[16];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.assign(buf, r.ptr);
+}
+
+void set_proxy_vars(eval_context& ctx, std::string_view scheme, std::string_view host,
                     uint16_t port, bool port_explicit) {
   // ngx_http_proxy_set_vars: the port shows in $proxy_host only when not the scheme's default.
   const uint16_t dflt = scheme == "https" ? 443 : 80;
+  ctx.proxy_host.assign(host);
   if (!port_explicit || port == dflt) {
-    ctx.proxy_host = host;
-    ctx.proxy_port = std::to_string(dflt);
+    assign_number(ctx.proxy_port, dflt);
   } else {
-    ctx.proxy_host = host + ":" + std::to_string(port);
-    ctx.proxy_port = std::to_string(port);
+    assign_number(ctx.proxy_port, port);
+    ctx.proxy_host += ':';
+    ctx.proxy_host += ctx.proxy_port;
   }
 }
 
@@ -332,11 +355,13 @@ void build_upstream(decision& d, const config::location& loc, const request_info
   const auto& set = loc.settings;
   upstream_request& up = d.upstream;
   d.what = action::proxy;
-  up.method = rq.method;
-  up.version = "HTTP/" + setting<std::string>(set.proxy_http_version, "1.0");
+  up.method.assign(rq.method);
+  up.version.assign("HTTP/");
+  up.version += set.proxy_http_version ? std::string_view(*set.proxy_http_version) : "1.0";
 
   // Where to: the static URL parsed at load, or the URL evaluated now.
-  std::string uri_part;  // nginx's ctx->vars.uri
+  std::string_view uri_part;  // nginx's ctx->vars.uri
+  std::string variable_uri_part;
   bool has_uri_part = false;
   const bool variable_url = pp.url.has_variables();
   if (variable_url) {
@@ -351,8 +376,8 @@ void build_upstream(decision& d, const config::location& loc, const request_info
                             pp.where});
       return;
     }
-    up.scheme = p.scheme;
-    up.host = p.host;
+    up.scheme.assign(p.scheme);
+    up.host.assign(p.host);
     up.port = p.port ? p.port : (p.scheme == "https" ? 443 : 80);
     const bool names_upstream =
         !p.port && ctx.config->http && ctx.config->http->upstreams.count(p.host);
@@ -362,14 +387,16 @@ void build_upstream(decision& d, const config::location& loc, const request_info
     }
     set_proxy_vars(ctx, p.scheme, p.host, p.port, p.port != 0);
     has_uri_part = p.has_uri;
-    uri_part = p.uri;
+    variable_uri_part = std::move(p.uri);
+    uri_part = variable_uri_part;
   } else {
-    up.scheme = pp.scheme.empty() ? "http" : pp.scheme;
-    up.host = pp.host;
+    up.scheme.assign(pp.scheme.empty() ? std::string_view("http") : std::string_view(pp.scheme));
+    up.host.assign(pp.host);
     const bool names_upstream = pp.port == 0 || (!pp.port_explicit && ctx.config->http &&
                                                  ctx.config->http->upstreams.count(pp.host));
     if (!pp.unix_path.empty()) {
-      up.host = "unix:" + pp.unix_path;
+      up.host.assign("unix:");
+      up.host += pp.unix_path;
       up.port = 0;
       ctx.proxy_host = "localhost";
       ctx.proxy_port.clear();
@@ -385,28 +412,27 @@ void build_upstream(decision& d, const config::location& loc, const request_info
 
   // The URI (ngx_http_proxy_create_request).
   if (variable_url && has_uri_part && !uri_part.empty()) {
-    up.uri = uri_part;  // used as is; the request's arguments are not added
+    up.uri.assign(uri_part);  // used as is; the request's arguments are not added
   } else if (uri_part.empty() && st.valid_unparsed_uri) {
-    up.uri = ctx.request_uri;
+    up.uri.assign(ctx.request_uri);
   } else {
     size_t loc_len = st.valid_location && !uri_part.empty() ? loc.pattern.size() : 0;
     loc_len = std::min(loc_len, ctx.uri.size());
-    std::string out;
+    std::string& out = up.uri;  // built in place: a reused decision keeps its capacity
+    out.clear();
     std::string_view rest = std::string_view(ctx.uri).substr(loc_len);
-    // One allocation: the parts are appended in place (an escaped rest may still grow it).
     out.reserve((st.valid_location ? uri_part.size() : 0) + rest.size() + 1 + ctx.args.size());
     if (st.valid_location) out += uri_part;
     if (st.quoted_uri || st.internal)
-      out += escape(rest, escape_kind::uri);
+      escape_into(rest, escape_kind::uri, out);
     else
       out += rest;
     if (!ctx.args.empty()) {
       out += '?';
       out += ctx.args;
     }
-    up.uri = std::move(out);
   }
-  if (up.uri.empty()) up.uri = "/";
+  if (up.uri.empty()) up.uri.assign("/");
 
   // The headers: proxy_set_header in effect, then nginx's defaults it does not name, then the
   // client's headers that none of those names.
@@ -435,79 +461,175 @@ void build_upstream(decision& d, const config::location& loc, const request_info
   const bool streaming_chunked =
       chunked && !setting(set.proxy_request_buffering, true) && pass_body && http11;
   up.pass_body = pass_body;
-  up.headers.reserve(list.size() + ctx.headers.size());
 
+  // The headers are written over the strings a reused decision already holds (slot by slot, in
+  // the same order for the same request), so a warm decision allocates nothing here.
+  header_list& out = up.headers;
+  size_t n = 0;
+  auto slot = [&]() -> std::pair<std::string, std::string>& {
+    if (n == out.size()) out.emplace_back();
+    return out[n];
+  };
   for (const auto& e : list) {
-    std::string value;
+    auto& h = slot();
+    h.second.clear();
     if (e.value->raw == "$proxy_internal_body_length") {
       if (!pass_body) continue;
       if (chunked && !streaming_chunked) {
-        up.pending_content_length_at = static_cast<int>(up.headers.size());
+        up.pending_content_length_at = static_cast<int>(n);
         continue;
       }
-      if (content_length && !chunked) value = std::string(*content_length);
+      if (content_length && !chunked) h.second.assign(*content_length);
     } else if (e.value->raw == "$proxy_internal_chunked") {
-      if (streaming_chunked) value = "chunked";
+      if (streaming_chunked) h.second.assign("chunked");
     } else {
-      value = evaluate(*e.value, ctx);
+      evaluate_into(*e.value, ctx, h.second);
     }
-    if (value.empty()) continue;  // nginx drops a header whose value is empty
-    up.headers.emplace_back(std::string(e.name), std::move(value));
+    if (h.second.empty()) continue;  // nginx drops a header whose value is empty
+    h.first.assign(e.name);
+    ++n;
   }
+
+  // wsgate's deliberate difference: "Connection: upgrade" without an Upgrade header makes
+  // servers such as uvicorn reject a plain request (400), so it is not sent. Both headers can
+  // only come from the list above (the client's own are always named there).
+  const auto sent = out.begin() + static_cast<std::ptrdiff_t>(n);
+  const auto conn =
+      std::find_if(out.begin(), sent, [](const auto& h) { return iequals(h.first, "Connection"); });
+  const bool has_upgrade =
+      std::any_of(out.begin(), sent, [](const auto& h) { return iequals(h.first, "Upgrade"); });
+  if (conn != sent && has_token(conn->second, "upgrade") && !has_upgrade) {
+    // Kept with diagnostics off (a notice about this request, not an explanation); written
+    // into recycled strings, since every plain request on the seed's configs gets it.
+    warning& w = add_warning(d);
+    w.where = pp.where;
+    if (set.proxy_set_header)
+      for (const auto& h : *set.proxy_set_header)
+        if (iequals(h.name, "Connection")) w.where = h.where;
+    w.id.assign("connection-upgrade-dropped");
+    w.text.assign("notice: \"Connection: ");
+    w.text += conn->second;
+    w.text +=
+        "\" would go upstream without an Upgrade header; wsgate does not send it (nginx "
+        "would, and servers such as uvicorn answer 400)";
+    w.fix.assign(
+        "use map $http_upgrade $connection_upgrade { default upgrade; '' close; } and "
+        "proxy_set_header Connection $connection_upgrade;");
+    if (up.pending_content_length_at > conn - out.begin()) --up.pending_content_length_at;
+    // Moved behind the sent headers rather than erased: its strings stay for the next request.
+    std::rotate(conn, conn + 1, sent);
+    --n;
+  }
+
   if (setting(set.proxy_pass_request_headers, true)) {
     for (const auto& [name, value] : ctx.headers) {
       const bool named = std::any_of(list.begin(), list.end(),
                                      [&](const entry& e) { return iequals(e.name, name); });
-      if (!named) up.headers.emplace_back(name, value);
+      if (named) continue;
+      auto& h = slot();
+      h.first.assign(name);
+      h.second.assign(value);
+      ++n;
     }
   }
   (void)underscores;
-
-  // wsgate's deliberate difference: "Connection: upgrade" without an Upgrade header makes
-  // servers such as uvicorn reject a plain request (400), so it is not sent.
-  const auto conn = std::find_if(up.headers.begin(), up.headers.end(),
-                                 [](const auto& h) { return iequals(h.first, "Connection"); });
-  if (conn != up.headers.end() && has_token(conn->second, "upgrade") &&
-      !find_header(up.headers, "Upgrade")) {
-    config::source_loc where = pp.where;
-    if (set.proxy_set_header)
-      for (const auto& h : *set.proxy_set_header)
-        if (iequals(h.name, "Connection")) where = h.where;
-    d.warnings.push_back(
-        {"connection-upgrade-dropped",
-         "notice: \"Connection: " + conn->second +
-             "\" would go upstream without an Upgrade header; wsgate does not send it (nginx "
-             "would, and servers such as uvicorn answer 400)",
-         "use map $http_upgrade $connection_upgrade { default upgrade; '' close; } and "
-         "proxy_set_header Connection $connection_upgrade;",
-         where});
-    if (up.pending_content_length_at > conn - up.headers.begin()) --up.pending_content_length_at;
-    up.headers.erase(conn);
-  }
+  out.resize(n);
 }
 
-decision bad_request(decision d, std::string why) {
+void bad_request(decision& d, const std::string& why) {
   d.what = action::respond;
   d.status = 400;
-  d.server_reason = d.server_reason.empty() ? why : d.server_reason;
+  if (d.server_reason.empty()) d.server_reason = why;
   d.warnings.push_back({"bad-request", why, "send a valid request", {}});
-  return d;
 }
+
+// A decision as a fresh one reads, its strings and vectors emptied but their capacity kept.
+void reset(decision& d) {
+  d.server = nullptr;
+  d.server_reason.clear();
+  d.location = nullptr;
+  d.candidates.clear();
+  d.normalized_uri.clear();
+  d.what = action::not_found;
+  d.status = 0;
+  d.body.clear();
+  d.location_header.clear();
+  upstream_request& up = d.upstream;
+  up.scheme.clear();
+  up.host.clear();
+  up.port = 0;
+  up.via_upstream_block = false;
+  up.method.clear();
+  up.uri.clear();
+  up.version.clear();
+  // up.headers is overwritten slot by slot by build_upstream and emptied where it is not run.
+  up.pass_body = true;
+  up.pending_content_length_at = -1;
+  d.limits = {};
+  d.websocket = false;
+  auto& pool = warning_pool();
+  for (auto& w : d.warnings)
+    if (pool.size() < 8) pool.push_back(std::move(w));  // bounded: most warnings are rare
+  d.warnings.clear();
+}
+
+// route()'s working state, kept per thread so that its strings and vectors keep their capacity
+// from one request to the next (route_into does not recurse).
+struct scratch {
+  eval_context ctx;
+  parsed_target target;
+  listen_group group;
+  std::string host;
+
+  void reset(const config::snapshot& config, const request_info& rq) {
+    ctx.config = &config;
+    ctx.request = &rq;
+    ctx.server = nullptr;
+    ctx.headers.clear();
+    ctx.host.clear();
+    ctx.request_host.clear();
+    ctx.uri.clear();
+    ctx.args.clear();
+    ctx.request_uri.clear();
+    ctx.captures.clear();
+    ctx.named_captures.clear();
+    ctx.proxy_host.clear();
+    ctx.proxy_port.clear();
+    ctx.map_depth = 0;
+    host.clear();
+  }
+};
+
+void route_impl(const config::snapshot& config, const request_info& rq, decision& d);
 
 }  // namespace
 
 decision route(const config::snapshot& config, const request_info& rq) {
   decision d;
-  eval_context ctx;
-  ctx.config = &config;
-  ctx.request = &rq;
+  route_into(config, rq, d);
+  return d;
+}
 
-  const listen_group group = find_listen_group(config, rq.local_addr, rq.local_port);
+void route_into(const config::snapshot& config, const request_info& rq, decision& d) {
+  reset(d);
+  route_impl(config, rq, d);
+  if (d.what != action::proxy) d.upstream.headers.clear();
+}
+
+namespace {
+
+void route_impl(const config::snapshot& config, const request_info& rq, decision& d) {
+  thread_local scratch sc;
+  sc.reset(config, rq);
+  eval_context& ctx = sc.ctx;
+
+  find_listen_group_into(config, rq.local_addr, rq.local_port, sc.group, rq.diagnostics);
+  const listen_group& group = sc.group;
   if (!group.default_server) {
     d.what = action::respond;
     d.status = 0;
     d.server_reason = "no server listens on " + rq.local_addr + ":" + std::to_string(rq.local_port);
-    return d;
+    return;
   }
   // Before Host is read nginx uses the default server's settings (merge_slashes, headers).
   const config::server& dflt = *group.default_server;
@@ -516,44 +638,48 @@ decision route(const config::snapshot& config, const request_info& rq) {
   for (const auto& h : rq.headers)
     if (valid_header_name(h.first, underscores)) ctx.headers.emplace_back(h.first, h.second);
 
-  parsed_target target = parse_target(rq.target, setting(dflt.merge_slashes, true));
+  parsed_target& target = sc.target;
+  parse_target_into(rq.target, setting(dflt.merge_slashes, true), target);
   d.server = &dflt;
   ctx.server = &dflt;
-  if (!target.ok) return bad_request(std::move(d), "client sent invalid request: " + target.error);
-  // Moved: route() reads only target's host and flags from here on.
-  ctx.uri = std::move(target.uri);
-  ctx.args = std::move(target.args);
-  ctx.request_uri = std::move(target.unparsed_uri);
-  d.normalized_uri = ctx.uri;
+  if (!target.ok) return bad_request(d, "client sent invalid request: " + target.error);
+  // Swapped: route() reads only target's host and flags from here on (the swap keeps both
+  // sides' capacity for the next request).
+  ctx.uri.swap(target.uri);
+  ctx.args.swap(target.args);
+  ctx.request_uri.swap(target.unparsed_uri);
+  d.normalized_uri.assign(ctx.uri);
 
   // Host: the absolute-form target's, else the Host header (validated, lower-cased, no port).
-  std::string host = target.host;
+  std::string& host = sc.host;
+  host.assign(target.host);
   int host_headers = 0;
   for (const auto& [n, v] : ctx.headers)
     if (iequals(n, "Host")) ++host_headers;
-  if (host_headers > 1) return bad_request(std::move(d), "client sent duplicate host header");
+  if (host_headers > 1) return bad_request(d, "client sent duplicate host header");
   if (host.empty()) {
     if (const auto* h = find_header(ctx.headers, "Host")) {
-      auto valid = validate_host(*h);
-      if (!valid) return bad_request(std::move(d), "client sent invalid host header");
-      host = *valid;
+      if (!validate_host_into(*h, host)) return bad_request(d, "client sent invalid host header");
     } else if (rq.http_minor >= 1) {
-      return bad_request(std::move(d), "client sent HTTP/1.1 request without \"Host\" header");
+      return bad_request(d, "client sent HTTP/1.1 request without \"Host\" header");
     }
   }
   if (find_header(ctx.headers, "Content-Length") && find_header(ctx.headers, "Transfer-Encoding"))
-    return bad_request(std::move(d),
+    return bad_request(d,
                        "client sent \"Content-Length\" and \"Transfer-Encoding\" headers at the "
                        "same time");
 
   const server_choice chosen = select_server(group, host, &ctx, rq.diagnostics);
   d.server = chosen.server;
-  d.server_reason = chosen.reason;
+  d.server_reason.assign(chosen.reason);
   ctx.server = chosen.server;
   const config::server& srv = *chosen.server;
   // $host is the request's host, or the server's first name when the request has none.
-  ctx.request_host = host;
-  ctx.host = host.empty() ? (srv.names.empty() ? "" : srv.names.front().name) : host;
+  ctx.request_host.assign(host);
+  if (!host.empty())
+    ctx.host.assign(host);
+  else if (!srv.names.empty())
+    ctx.host.assign(srv.names.front().name);
 
   if (const auto* up = find_header(ctx.headers, "Upgrade")) {
     const auto* conn = find_header(ctx.headers, "Connection");
@@ -568,7 +694,7 @@ decision route(const config::snapshot& config, const request_info& rq) {
     d.limits = {setting<config::duration>(s.proxy_connect_timeout, seconds(60)),
                 setting<config::duration>(s.proxy_read_timeout, seconds(60)),
                 setting<config::duration>(s.proxy_send_timeout, seconds(60))};
-    d.normalized_uri = ctx.uri;
+    d.normalized_uri.assign(ctx.uri);
   };
 
   const config::location* named = nullptr;
@@ -587,7 +713,7 @@ decision route(const config::snapshot& config, const request_info& rq) {
                             "define `location @" + rq.named_location +
                                 " { ... }` in this server, or name an existing one",
                             {}});
-      return d;
+      return;
     }
   }
 
@@ -596,7 +722,7 @@ decision route(const config::snapshot& config, const request_info& rq) {
   finish(srv.root_location);
   if (!named && run_script(srv.root_location, d, rq, ctx, st) == script_result::responded) {
     finish(srv.root_location);
-    return d;
+    return;
   }
 
   int uri_changes = kMaxUriChanges;
@@ -625,11 +751,11 @@ decision route(const config::snapshot& config, const request_info& rq) {
       d.location_header = escape(m.loc->pattern, escape_kind::uri);
       if (!ctx.args.empty()) d.location_header += "?" + ctx.args;
       absolutize(d, rq, ctx);
-      return d;
+      return;
     }
     if (m.loc) {
       const script_result r = run_script(loc, d, rq, ctx, st);
-      if (r == script_result::responded) return d;
+      if (r == script_result::responded) return;
       if (st.uri_changed) {
         if (--uri_changes == 0) {
           d.what = action::respond;
@@ -640,7 +766,7 @@ decision route(const config::snapshot& config, const request_info& rq) {
                "make the rewrite rules stop (flag break, or a regex that the "
                "new URI no longer matches)",
                loc.where});
-          return d;
+          return;
         }
         // The warnings of a location left behind by a rewrite do not apply.
         d.warnings.clear();
@@ -655,8 +781,10 @@ decision route(const config::snapshot& config, const request_info& rq) {
       d.what = action::not_found;
       d.status = 404;
     }
-    return d;
+    return;
   }
 }
+
+}  // namespace
 
 }  // namespace wsgate::routing

@@ -95,4 +95,10 @@ struct decision {
 
 decision route(const config::snapshot& config, const request_info& request);
 
+// The same decision written into `d`, reusing the capacity of its strings and vectors: the data
+// path keeps one decision per connection, and a warm one makes no heap allocation for the
+// common requests (proxy_pass with or without a URI part, return, the seed's configs) when
+// request.diagnostics is off.
+void route_into(const config::snapshot& config, const request_info& request, decision& d);
+
 }  // namespace wsgate::routing

@@ -15,13 +15,13 @@ int hex_value(char c) {
 
 }  // namespace
 
-std::optional<std::string> normalize_path(std::string_view path, bool merge_slashes, bool* quoted) {
+bool normalize_path_into(std::string_view path, bool merge_slashes, std::string& u, bool* quoted) {
   // The states of ngx_http_parse_complex_uri. A decoded %XX is fed back through the state it
   // interrupted, so "%2F" acts as a slash and "%2E%2E" as a dot segment, as in nginx; a decoded
   // '%', '#' or '?' is taken literally.
   enum state_t { usual, slash, dot, dot_dot, quoted_first, quoted_second };
   state_t state = usual, quoted_state = usual;
-  std::string u;
+  u.clear();
   u.reserve(path.size());
   int decoded = 0;
   bool any_quoted = false;
@@ -96,7 +96,7 @@ std::optional<std::string> normalize_path(std::string_view path, bool merge_slas
           break;
         case dot_dot:
           if (ch == '/' || ch == '?' || ch == '#') {
-            if (!back_up()) return std::nullopt;
+            if (!back_up()) return false;
             state = slash;
             if (ch != '/') {
               state = usual;
@@ -112,12 +112,12 @@ std::optional<std::string> normalize_path(std::string_view path, bool merge_slas
           break;
         case quoted_first:
           any_quoted = true;
-          if (!is_hex(ch)) return std::nullopt;
+          if (!is_hex(ch)) return false;
           decoded = hex_value(ch);
           state = quoted_second;
           break;
         case quoted_second: {
-          if (!is_hex(ch)) return std::nullopt;
+          if (!is_hex(ch)) return false;
           const bool digit = ch >= '0' && ch <= '9';
           ch = static_cast<char>((decoded << 4) + hex_value(ch));
           // nginx tests '%'/'#'/NUL only after a decimal second digit, '?' only after a hex one.
@@ -125,7 +125,7 @@ std::optional<std::string> normalize_path(std::string_view path, bool merge_slas
             state = usual;
             u += ch;
           } else if (digit && ch == '\0') {
-            return std::nullopt;
+            return false;
           } else if (!digit && ch == '?') {
             state = usual;
             u += ch;
@@ -138,28 +138,43 @@ std::optional<std::string> normalize_path(std::string_view path, bool merge_slas
       }
     }
   }
-  if (state == quoted_first || state == quoted_second) return std::nullopt;
+  if (state == quoted_first || state == quoted_second) return false;
   if (state == dot) {
     u.pop_back();
   } else if (state == dot_dot) {
-    if (!back_up()) return std::nullopt;
+    if (!back_up()) return false;
   }
   if (quoted) *quoted = any_quoted;
+  return true;
+}
+
+std::optional<std::string> normalize_path(std::string_view path, bool merge_slashes, bool* quoted) {
+  std::string u;
+  if (!normalize_path_into(path, merge_slashes, u, quoted)) return std::nullopt;
   return u;
 }
 
-parsed_target parse_target(std::string_view target, bool merge_slashes) {
-  parsed_target out;
+void parse_target_into(std::string_view target, bool merge_slashes, parsed_target& out) {
+  // Every field is reset, keeping the strings' capacity (the data path reuses one per worker).
+  out.ok = false;
+  out.error.clear();
+  out.uri.clear();
+  out.args.clear();
+  out.has_args = false;
+  out.unparsed_uri.clear();
+  out.host.clear();
+  out.quoted_uri = false;
+  out.plus_in_uri = false;
   std::string_view rest = target;
   if (rest.empty()) {
     out.error = "empty request target";
-    return out;
+    return;
   }
   // nginx 1.21.1+ rejects spaces and control characters in the request line.
   for (char c : rest)
     if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) {
       out.error = "space or control character in the request target";
-      return out;
+      return;
     }
   if (rest.front() != '/') {
     // Absolute form: scheme "://" host [":" port] [path]. nginx accepts any scheme letters here.
@@ -167,7 +182,7 @@ parsed_target parse_target(std::string_view target, bool merge_slashes) {
     while (i < rest.size() && ((rest[i] | 0x20) >= 'a' && (rest[i] | 0x20) <= 'z')) ++i;
     if (i == 0 || rest.substr(i, 3) != "://") {
       out.error = "request target is neither \"/path\" nor \"scheme://host/path\"";
-      return out;
+      return;
     }
     rest.remove_prefix(i + 3);
     size_t h = 0;
@@ -175,7 +190,7 @@ parsed_target parse_target(std::string_view target, bool merge_slashes) {
       h = rest.find(']');
       if (h == std::string_view::npos) {
         out.error = "unterminated IPv6 literal in request target";
-        return out;
+        return;
       }
       ++h;
     } else {
@@ -197,17 +212,15 @@ parsed_target parse_target(std::string_view target, bool merge_slashes) {
     }
     if (!rest.empty() && rest[0] != '/' && rest[0] != '?') {
       out.error = "invalid character in the host of the request target";
-      return out;
+      return;
     }
-    auto valid = validate_host(host);
-    if (!valid) {
+    if (!validate_host_into(host, out.host)) {
       out.error = "invalid host in request target";
-      return out;
+      return;
     }
-    out.host = *valid;
     if (rest.empty()) rest = "/";  // nginx: an empty path is "/"
   }
-  out.unparsed_uri = std::string(rest);
+  out.unparsed_uri.assign(rest);
   // A view of the target, copied only for "http://h?x", whose path is "/".
   std::string with_slash;
   std::string_view path_part = rest;
@@ -221,27 +234,30 @@ parsed_target parse_target(std::string_view target, bool merge_slashes) {
   if (q != std::string_view::npos && (hash == std::string_view::npos || q < hash)) {
     out.has_args = true;
     const size_t end = path_part.find('#', q + 1);
-    out.args = std::string(path_part.substr(
+    out.args.assign(path_part.substr(
         q + 1, end == std::string_view::npos ? std::string_view::npos : end - q - 1));
   }
-  auto uri = normalize_path(path_part, merge_slashes, &out.quoted_uri);
+  const bool uri_ok = normalize_path_into(path_part, merge_slashes, out.uri, &out.quoted_uri);
   const std::string_view path_only = path_part.substr(0, path_part.find_first_of("?#"));
   out.plus_in_uri = path_only.find('+') != std::string_view::npos ||
                     path_only.find("%2B") != std::string_view::npos ||
                     path_only.find("%2b") != std::string_view::npos;
-  if (!uri) {
+  if (!uri_ok) {
+    out.uri.clear();
     out.error = "invalid URI: bad %XX escape or \"..\" above the root";
-    return out;
+    return;
   }
-  out.uri = std::move(*uri);
   out.ok = true;
+}
+
+parsed_target parse_target(std::string_view target, bool merge_slashes) {
+  parsed_target out;
+  parse_target_into(target, merge_slashes, out);
   return out;
 }
 
-std::string escape(std::string_view s, escape_kind kind) {
+void escape_into(std::string_view s, escape_kind kind, std::string& out) {
   static constexpr char hex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(s.size());
   for (char c : s) {
     const auto b = static_cast<unsigned char>(c);
     bool esc = b <= 0x20 || b >= 0x7f || c == '#' || c == '%' || c == '?';
@@ -254,10 +270,16 @@ std::string escape(std::string_view s, escape_kind kind) {
       out += c;
     }
   }
+}
+
+std::string escape(std::string_view s, escape_kind kind) {
+  std::string out;
+  out.reserve(s.size());
+  escape_into(s, kind, out);
   return out;
 }
 
-std::optional<std::string> validate_host(std::string_view host) {
+bool validate_host_into(std::string_view host, std::string& out) {
   enum { usual, literal, rest } state = usual;
   size_t dot_pos = host.size();
   size_t host_len = host.size();
@@ -265,7 +287,7 @@ std::optional<std::string> validate_host(std::string_view host) {
     const char ch = host[i];
     switch (ch) {
       case '.':
-        if (dot_pos + 1 == i) return std::nullopt;  // ".."
+        if (dot_pos + 1 == i) return false;  // ".."
         dot_pos = i;
         break;
       case ':':
@@ -285,17 +307,23 @@ std::optional<std::string> validate_host(std::string_view host) {
         break;
       case '\0':
       case '/':
-        return std::nullopt;
+        return false;
       default:
-        if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) return std::nullopt;
+        if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) return false;
         break;
     }
   }
   if (host_len > 0 && dot_pos == host_len - 1) --host_len;
-  if (host_len == 0) return std::nullopt;
-  std::string out(host.substr(0, host_len));
+  if (host_len == 0) return false;
+  out.assign(host.substr(0, host_len));
   for (auto& c : out)
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c | 0x20);
+  return true;
+}
+
+std::optional<std::string> validate_host(std::string_view host) {
+  std::string out;
+  if (!validate_host_into(host, out)) return std::nullopt;
   return out;
 }
 

@@ -22,11 +22,16 @@ struct parsed_target {
 
 // Parses an origin-form ("/p?q") or absolute-form ("http://h:p/p?q") request-target.
 parsed_target parse_target(std::string_view target, bool merge_slashes = true);
+// The same into `out`, reusing its strings' capacity (no allocation once they are large enough).
+void parse_target_into(std::string_view target, bool merge_slashes, parsed_target& out);
 
 // Decodes and normalises a path as ngx_http_parse_complex_uri; nullopt when nginx answers 400
 // (bad %XX, %00, "/.." above the root). Stops at '?' or '#' (the rest is not part of $uri).
 std::optional<std::string> normalize_path(std::string_view path, bool merge_slashes,
                                           bool* quoted = nullptr);
+// The same into `u` (cleared first, capacity kept); false where normalize_path gives nullopt.
+bool normalize_path_into(std::string_view path, bool merge_slashes, std::string& u,
+                         bool* quoted = nullptr);
 
 enum class escape_kind {
   uri,   // NGX_ESCAPE_URI: space # % ? and control / non-ASCII bytes
@@ -34,9 +39,13 @@ enum class escape_kind {
 };
 // Percent-encodes with upper-case hex, as ngx_escape_uri.
 std::string escape(std::string_view s, escape_kind kind = escape_kind::uri);
+// The same, appended to `out`.
+void escape_into(std::string_view s, escape_kind kind, std::string& out);
 
 // ngx_http_validate_host: lower-cases, strips the port and one trailing dot; nullopt when the
 // host is invalid (nginx: "client sent invalid host header", 400).
 std::optional<std::string> validate_host(std::string_view host);
+// The same into `out` (replaced, capacity kept); false when the host is invalid.
+bool validate_host_into(std::string_view host, std::string& out);
 
 }  // namespace wsgate::routing

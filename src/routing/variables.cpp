@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <charconv>
 
 #include "config/regex.hpp"
 #include "routing/detail.hpp"
@@ -176,7 +177,8 @@ std::optional<std::string> find_arg(std::string_view args, std::string_view name
 }
 
 void set_captures(eval_context& ctx, const config::regex& re, std::string_view subject) {
-  std::vector<std::string_view> caps;
+  thread_local std::vector<std::string_view> caps;  // kept: no allocation per match
+  caps.clear();
   if (!re.match(subject, caps)) return;
   ctx.captures.assign(caps.begin(), caps.end());
   ctx.named_captures.clear();
@@ -288,6 +290,77 @@ std::optional<std::string> variable(std::string_view name, eval_context& ctx) {
     return std::nullopt;
   }
   return std::nullopt;
+}
+
+namespace {
+
+// header_variable appended to out: no copy of the value on the way.
+bool append_header_variable(const eval_context& ctx, std::string_view suffix, std::string& out) {
+  const char* sep = nullptr;
+  if (iequals(suffix, "cookie")) sep = "; ";
+  if (iequals(suffix, "x_forwarded_for")) sep = ", ";
+  bool found = false;
+  for (const auto& [name, value] : ctx.headers) {
+    if (!header_matches_variable(name, suffix)) continue;
+    if (found) out += sep;
+    out += value;
+    found = true;
+    if (!sep) break;
+  }
+  return found;
+}
+
+void append_number(std::string& out, unsigned v) {
+  char buf[16];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
+}  // namespace
+
+bool append_variable(std::string_view name, eval_context& ctx, std::string& out) {
+  // Maps and captures may shadow the names below: those go the general way.
+  const bool shadowed = (ctx.config && ctx.config->http && !ctx.config->http->maps.empty()) ||
+                        !ctx.named_captures.empty() ||
+                        (!name.empty() && name[0] >= '0' && name[0] <= '9');
+  if (!shadowed) {
+    const request_info& rq = *ctx.request;
+    if (name == "host") return out += ctx.host, true;
+    if (starts_with_icase(name, "http_")) return append_header_variable(ctx, name.substr(5), out);
+    if (name == "remote_addr") return out += rq.remote_addr, true;
+    if (name == "scheme") return out += rq.tls ? "https" : "http", true;
+    if (name == "proxy_add_x_forwarded_for") {
+      if (append_header_variable(ctx, "x_forwarded_for", out)) out += ", ";
+      out += rq.remote_addr;
+      return true;
+    }
+    if (name == "request_uri") return out += ctx.request_uri, true;
+    if (name == "uri" || name == "document_uri") return out += ctx.uri, true;
+    if (name == "args" || name == "query_string") return out += ctx.args, true;
+    if (name == "proxy_host") return out += ctx.proxy_host, true;
+    if (name == "proxy_port") return out += ctx.proxy_port, true;
+    if (name == "remote_port") return append_number(out, rq.remote_port), true;
+    if (name == "server_port") return append_number(out, rq.local_port), true;
+    if (name == "server_addr") return out += rq.local_addr, true;
+    if (name == "request_method") return out += rq.method, true;
+  }
+  auto v = variable(name, ctx);
+  if (!v) return false;
+  out += *v;
+  return true;
+}
+
+void evaluate_into(const config::template_string& t, eval_context& ctx, std::string& out) {
+  if (t.parts.empty() && !t.raw.empty()) {
+    out += evaluate(t, ctx);  // built by hand: split (and allocate) as evaluate does
+    return;
+  }
+  for (const auto& p : t.parts) {
+    if (!p.is_variable)
+      out += p.text;
+    else
+      append_variable(p.text, ctx, out);
+  }
 }
 
 std::string evaluate(const config::template_string& t, eval_context& ctx) {

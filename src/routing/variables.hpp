@@ -36,6 +36,13 @@ std::optional<std::string> variable(std::string_view name, eval_context& ctx);
 // A template evaluated: literals copied, variables substituted (unknown or missing: empty).
 std::string evaluate(const config::template_string& t, eval_context& ctx);
 
+// The same appended to `out`. The variables the data path reads per request ($host,
+// $remote_addr, $scheme, $http_*, $proxy_add_x_forwarded_for, $uri, ...) are copied straight
+// into `out`, so a reused `out` makes no allocation; the others go through variable().
+void evaluate_into(const config::template_string& t, eval_context& ctx, std::string& out);
+// variable() appended to `out`; false when not found (nothing appended).
+bool append_variable(std::string_view name, eval_context& ctx, std::string& out);
+
 // True when nginx knows $name for this configuration (built-in, a prefix family such as
 // $http_*, a map result, a named capture, or $0..$9). Unknown names fail nginx's load with
 // `unknown "name" variable`.
