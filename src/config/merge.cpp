@@ -51,8 +51,9 @@ void apply_defaults(location_settings& s, const main_settings& main) {
   access.format = "combined";
   fallback(s.access_log, std::vector<log_setting>{access});
   if (!s.error_log) {
+    // No error_log in http{}: requests log to the main error log (an empty path), which -e and
+    // the built-in default (stderr, as Debian's nginx is built) decide.
     log_setting err;
-    err.path = "/var/log/nginx/error.log";
     err.level = "error";
     s.error_log = main.error_log ? *main.error_log : err;
   }

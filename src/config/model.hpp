@@ -141,7 +141,7 @@ struct location_settings {
   std::optional<duration> keepalive_time;         // 1h: no new request on a connection older
   std::optional<bool> server_tokens;              // on
   std::optional<std::vector<log_setting>> access_log;
-  std::optional<log_setting> error_log;
+  std::optional<log_setting> error_log;  // path "" after merge: the main error log
   // wsgate's own (documented in README, flagged in -t output as wsgate-only)
   std::optional<duration> websocket_keepalive;  // ping an idle tunnel after this long; 0 = off
   std::optional<std::vector<std::string>> upgrade_allow;  // allowed Upgrade tokens: websocket

@@ -75,8 +75,9 @@ bool error_log_enabled(log_level level) {
   return static_cast<int>(level) >= files().error_level.load(std::memory_order_relaxed);
 }
 
-void log_error(log_level level, std::string_view message) {
-  if (!error_log_enabled(level)) return;
+namespace {
+
+void write_error_line(int fd, log_level level, std::string_view message) {
   const std::time_t now = std::time(nullptr);
   std::tm tm{};
   localtime_r(&now, &tm);
@@ -91,9 +92,27 @@ void log_error(log_level level, std::string_view message) {
   line.append(prefix, static_cast<size_t>(n));
   line.append(message);
   line.push_back('\n');
-  const ssize_t w =
-      ::write(files().error_fd.load(std::memory_order_relaxed), line.data(), line.size());
+  const ssize_t w = ::write(fd, line.data(), line.size());
   (void)w;
+}
+
+}  // namespace
+
+void log_error(log_level level, std::string_view message) {
+  if (!error_log_enabled(level)) return;
+  write_error_line(files().error_fd.load(std::memory_order_relaxed), level, message);
+}
+
+error_sink open_error_sink(const std::string& path, log_level level) {
+  error_sink s;
+  s.level = level;
+  s.fd = path == "stderr" ? STDERR_FILENO : access_log_fd(path);
+  return s;
+}
+
+void log_error(const error_sink& sink, log_level level, std::string_view message) {
+  if (sink.fd < 0) return log_error(level, message);
+  if (level >= sink.level) write_error_line(sink.fd, level, message);
 }
 
 int access_log_fd(const std::string& path) {

@@ -19,6 +19,17 @@ bool error_log_enabled(log_level level);
 // Writes "YYYY/MM/DD HH:MM:SS [level] PID#TID: message".
 void log_error(log_level level, std::string_view message);
 
+// The error_log of an http, server or location level: nginx writes a request's errors to the
+// error_log of the level that handled it. fd -1 stands for the main error log.
+struct error_sink {
+  int fd = -1;
+  log_level level = log_level::error;
+};
+// `path` is resolved against the prefix already; "stderr" is fd 2. The file is shared with every
+// level naming it and reopened on USR1. A file that cannot be opened falls back to the main log.
+error_sink open_error_sink(const std::string& path, log_level level);
+void log_error(const error_sink& sink, log_level level, std::string_view message);
+
 // An access log file, shared by every location naming the same path.
 int access_log_fd(const std::string& path);  // opened on first use; -1 on failure
 void write_access_log(int fd, std::string_view line);

@@ -224,6 +224,10 @@ class session {
   std::string error_context() const;
   std::string request_host() const;
   const config::location_settings& settings() const { return loc_->settings; }
+  // nginx writes a request's errors to the error_log of the level handling it.
+  void log(log_level level, std::string_view message);
+  const config::log_setting* sink_for_ = nullptr;  // the error_log `sink_` was opened for
+  error_sink sink_;
 
   std::shared_ptr<connection_state> s_;
   worker_context& w_;
@@ -332,6 +336,16 @@ std::string session::request_host() const {
   return info_.local_addr;
 }
 
+void session::log(log_level level, std::string_view message) {
+  const auto& el = loc_ ? settings().error_log : std::nullopt;
+  if (!el || el->path.empty()) return log_error(level, message);
+  if (sink_for_ != &*el) {
+    sink_for_ = &*el;
+    sink_ = open_error_sink(el->path, parse_log_level(el->level).value_or(log_level::error));
+  }
+  log_error(sink_, level, message);
+}
+
 std::string session::error_context() const {
   std::string out = ", client: " + info_.remote_addr + ", server: ";
   if (default_server_ && !default_server_->names.empty())
@@ -348,9 +362,9 @@ awaitable<error_code> session::write_client(std::span<const asio::const_buffer> 
   auto [ec, n] = co_await asio::async_write(s_->client, bufs, use_nothrow);
   (void)n;
   if (ec && s_->timed_out)
-    log_error(log_level::info,
-              "client timed out (110: Connection timed out) while sending response to client" +
-                  error_context());
+    log(log_level::info,
+        "client timed out (110: Connection timed out) while sending response to client" +
+            error_context());
   s_->disarm();
   co_return ec;
 }
@@ -425,8 +439,8 @@ awaitable<bool> session::read_head() {
     if (r == http::parse_result::error) {
       s_->disarm();
       request_line_.clear();
-      log_error(log_level::info, std::string(parser_.error_text()) +
-                                     " while reading client request line" + error_context());
+      log(log_level::info, std::string(parser_.error_text()) +
+                               " while reading client request line" + error_context());
       co_await respond_error(parser_.error_status(), parser_.header_too_large());
       co_return false;
     }
@@ -439,8 +453,7 @@ awaitable<bool> session::read_head() {
     auto [ec, got] = co_await s_->client.async_read_some(asio::buffer(p, n), use_nothrow);
     if (ec) {
       if (s_->timed_out)  // nginx closes without a response when the head does not arrive
-        log_error(
-            log_level::info,
+        log(log_level::info,
             "client timed out (110: Connection timed out) while reading client request headers" +
                 error_context());
       s_->disarm();
@@ -539,15 +552,15 @@ awaitable<session::body_result> session::next_body_piece(std::string_view& piece
     s_->disarm();
     if (ec) {
       if (timed_out) {
-        log_error(log_level::info,
-                  "client timed out (110: Connection timed out) while reading client request body" +
-                      error_context());
+        log(log_level::info,
+            "client timed out (110: Connection timed out) while reading client request body" +
+                error_context());
         status_ = 408;  // logged as nginx does, though no answer is sent
         co_return body_result::timeout;
       }
-      log_error(log_level::info,
-                "client prematurely closed connection while reading client request body" +
-                    error_context());
+      log(log_level::info,
+          "client prematurely closed connection while reading client request body" +
+              error_context());
       co_return body_result::closed;
     }
     in_.commit(got);
@@ -676,7 +689,7 @@ awaitable<bool> session::respond_error(int status, bool too_large, bool in_error
   }
   routing::decision d = route_error_page(uri);
   if (uri.front() == '@' && !d.location) {
-    log_error(log_level::error, "could not find named location \"" + uri + "\"" + error_context());
+    log(log_level::error, "could not find named location \"" + uri + "\"" + error_context());
     co_return co_await respond(500, {}, {}, {});
   }
   const int override_status = ep->response_code ? *ep->response_code : status;
@@ -700,8 +713,8 @@ awaitable<bool> session::handle(routing::decision& d, int override_status, bool 
     keep_alive_ = false;
   if (!in_error_page && d.what != routing::action::respond) {
     if (body_max_ && !body_chunked_ && body_remaining_ > body_max_) {
-      log_error(log_level::error, "client intended to send too large body: " +
-                                      std::to_string(body_remaining_) + " bytes" + error_context());
+      log(log_level::error, "client intended to send too large body: " +
+                                std::to_string(body_remaining_) + " bytes" + error_context());
       co_return co_await respond_error(413);
     }
   }
@@ -778,7 +791,7 @@ awaitable<upstream_failure> session::connect_upstream(const routing::decision& d
     // proxy_pass with variables: numeric addresses and names the system resolver knows.
     dynamic = resolve(up.host, up.port ? up.port : 80);
     if (dynamic.empty()) {
-      log_error(log_level::error, "no resolver defined to resolve " + up.host + error_context());
+      log(log_level::error, "no resolver defined to resolve " + up.host + error_context());
       co_return upstream_failure::error;
     }
   }
@@ -812,10 +825,9 @@ awaitable<upstream_failure> session::connect_upstream(const routing::decision& d
       }
     }
     if (w_.connections >= w_.max_connections) {
-      log_error(log_level::alert,
-                std::to_string(w_.max_connections) +
-                    " worker_connections are not enough while connecting to upstream" +
-                    error_context());
+      log(log_level::alert, std::to_string(w_.max_connections) +
+                                " worker_connections are not enough while connecting to upstream" +
+                                error_context());
       co_return upstream_failure::error;
     }
     auto conn = std::make_unique<upstream_conn>(w_.io);
@@ -838,14 +850,13 @@ awaitable<upstream_failure> session::connect_upstream(const routing::decision& d
       co_return upstream_failure::none;
     }
     if (timed_out) {
-      log_error(log_level::error,
-                "upstream timed out (110: Connection timed out) while connecting to upstream" +
-                    error_context());
+      log(log_level::error,
+          "upstream timed out (110: Connection timed out) while connecting to upstream" +
+              error_context());
       last = upstream_failure::timeout;
     } else {
-      log_error(log_level::error, "connect() failed (" + std::to_string(cec.value()) + ": " +
-                                      cec.message() + ") while connecting to upstream" +
-                                      error_context());
+      log(log_level::error, "connect() failed (" + std::to_string(cec.value()) + ": " +
+                                cec.message() + ") while connecting to upstream" + error_context());
       last = upstream_failure::error;
     }
     release_upstream(false);
@@ -861,9 +872,9 @@ awaitable<upstream_failure> session::read_response_head(const routing::decision&
     if (!up.in.empty()) {
       const auto r = http::parse_response(up.in.data(), head);
       if (r == http::parse_result::error) {
-        log_error(log_level::error,
-                  "upstream sent invalid header while reading response header from upstream" +
-                      error_context());
+        log(log_level::error,
+            "upstream sent invalid header while reading response header from upstream" +
+                error_context());
         co_return upstream_failure::invalid;
       }
       if (r == http::parse_result::done) {
@@ -875,9 +886,9 @@ awaitable<upstream_failure> session::read_response_head(const routing::decision&
         co_return upstream_failure::none;
       }
       if (up.in.size() >= limit) {
-        log_error(log_level::error,
-                  "upstream sent too big header while reading response header from upstream" +
-                      error_context());
+        log(log_level::error,
+            "upstream sent too big header while reading response header from upstream" +
+                error_context());
         co_return upstream_failure::too_big;
       }
     }
@@ -888,14 +899,13 @@ awaitable<upstream_failure> session::read_response_head(const routing::decision&
     s_->disarm();
     if (ec) {
       if (timed_out) {
-        log_error(log_level::error,
-                  "upstream timed out (110: Connection timed out) while reading response header "
-                  "from upstream" +
-                      error_context());
+        log(log_level::error,
+            "upstream timed out (110: Connection timed out) while reading response header "
+            "from upstream" +
+                error_context());
         co_return upstream_failure::timeout;
       }
-      log_error(
-          log_level::error,
+      log(log_level::error,
           std::string(ec == asio::error::eof ? "upstream prematurely closed connection"
                                              : "recv() failed (" + std::to_string(ec.value()) +
                                                    ": " + ec.message() + ")") +
@@ -909,9 +919,9 @@ awaitable<upstream_failure> session::read_response_head(const routing::decision&
 awaitable<bool> session::proxy_request(routing::decision& d, int override_status) {
   const auto& up = d.upstream;
   if (up.scheme == "https" || up.host.rfind("unix:", 0) == 0) {
-    log_error(log_level::error, "proxy_pass to " + up.scheme + "://" + up.host +
-                                    " is not supported yet (plain http upstreams only)" +
-                                    error_context());
+    log(log_level::error, "proxy_pass to " + up.scheme + "://" + up.host +
+                              " is not supported yet (plain http upstreams only)" +
+                              error_context());
     co_return co_await respond_error(502);
   }
   const bool client_body = !body_done_ || spool_ready_;
@@ -943,13 +953,13 @@ awaitable<bool> session::proxy_request(routing::decision& d, int override_status
       if (spool_fd < 0 && spooled.size() + piece.size() > spool_memory) {
         spool_fd = ::open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
         if (spool_fd < 0) {
-          log_error(log_level::crit, "open() of a temporary file in /tmp failed (" +
-                                         std::to_string(errno) + ": " + std::strerror(errno) +
-                                         ") while reading client request body" + error_context());
+          log(log_level::crit, "open() of a temporary file in /tmp failed (" +
+                                   std::to_string(errno) + ": " + std::strerror(errno) +
+                                   ") while reading client request body" + error_context());
           co_return co_await respond_error(500);
         }
-        log_error(log_level::warn,
-                  "a client request body is buffered to a temporary file" + error_context());
+        log(log_level::warn,
+            "a client request body is buffered to a temporary file" + error_context());
         if (::write(spool_fd, spooled.data(), spooled.size()) !=
             static_cast<ssize_t>(spooled.size()))
           co_return co_await respond_error(500);
@@ -1047,15 +1057,14 @@ awaitable<bool> session::proxy_request(routing::decision& d, int override_status
     }
     if (ec) {
       if (ec == asio::error::timed_out) {
-        log_error(
-            log_level::error,
+        log(log_level::error,
             "upstream timed out (110: Connection timed out) while sending request to upstream" +
                 error_context());
         failure = upstream_failure::timeout;
       } else {
-        log_error(log_level::error, "writev() failed (" + std::to_string(ec.value()) + ": " +
-                                        ec.message() + ") while sending request to upstream" +
-                                        error_context());
+        log(log_level::error, "writev() failed (" + std::to_string(ec.value()) + ": " +
+                                  ec.message() + ") while sending request to upstream" +
+                                  error_context());
         failure = upstream_failure::error;
       }
       release_upstream(false);
@@ -1078,10 +1087,10 @@ awaitable<bool> session::proxy_request(routing::decision& d, int override_status
     const std::string* asked = find_header(up.headers, "upgrade");
     if (!asked || !upgrade_allowed(*asked, settings()) ||
         (!head.upgrade.empty() && !upgrade_allowed(head.upgrade, settings()))) {
-      log_error(log_level::error,
-                "upstream sent \"101 Switching Protocols\" to a request without an allowed Upgrade "
-                "while reading response header from upstream" +
-                    error_context());
+      log(log_level::error,
+          "upstream sent \"101 Switching Protocols\" to a request without an allowed Upgrade "
+          "while reading response header from upstream" +
+              error_context());
       release_upstream(false);
       co_return co_await respond_error(502);
     }
@@ -1251,10 +1260,10 @@ awaitable<bool> session::proxy_request(routing::decision& d, int override_status
             upstream_reusable = false;
             break;
           }
-          log_error(log_level::error,
-                    std::string(timed_out ? "upstream timed out (110: Connection timed out)"
-                                          : "upstream prematurely closed connection") +
-                        " while reading upstream" + error_context());
+          log(log_level::error,
+              std::string(timed_out ? "upstream timed out (110: Connection timed out)"
+                                    : "upstream prematurely closed connection") +
+                  " while reading upstream" + error_context());
           complete = false;
           break;
         }
@@ -1265,8 +1274,7 @@ awaitable<bool> session::proxy_request(routing::decision& d, int override_status
       if (head.chunked) {
         const auto step = decoder.next(upc.in.data());
         if (step.error) {
-          log_error(
-              log_level::error,
+          log(log_level::error,
               "upstream sent invalid chunked response while reading upstream" + error_context());
           complete = false;
           break;
@@ -1340,9 +1348,9 @@ awaitable<bool> session::relay_buffered(const routing::decision& d, const http::
   const int client_fd = s_->client.native_handle();
 
   auto fail_file = [&](const char* what) {
-    log_error(log_level::crit, std::string(what) + " a temporary file failed (" +
-                                   std::to_string(errno) + ": " + std::strerror(errno) +
-                                   ") while reading upstream" + error_context());
+    log(log_level::crit, std::string(what) + " a temporary file failed (" + std::to_string(errno) +
+                             ": " + std::strerror(errno) + ") while reading upstream" +
+                             error_context());
     release_upstream(false);
   };
   if (!ahead_.push(out_)) {
@@ -1358,8 +1366,7 @@ awaitable<bool> session::relay_buffered(const routing::decision& d, const http::
       if (head.chunked) {
         const auto step = decoder.next(upc->in.data());
         if (step.error) {
-          log_error(
-              log_level::error,
+          log(log_level::error,
               "upstream sent invalid chunked response while reading upstream" + error_context());
           complete = false;
           upstream_done = true;
@@ -1392,9 +1399,9 @@ awaitable<bool> session::relay_buffered(const routing::decision& d, const http::
     }
     if (!warned && ahead_.spilled()) {
       warned = true;
-      log_error(log_level::warn,
-                "an upstream response is buffered to a temporary file while reading upstream" +
-                    error_context());
+      log(log_level::warn,
+          "an upstream response is buffered to a temporary file while reading upstream" +
+              error_context());
     }
     return true;
   };
@@ -1430,9 +1437,8 @@ awaitable<bool> session::relay_buffered(const routing::decision& d, const http::
       }
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-      log_error(log_level::info, "send() failed (" + std::to_string(errno) + ": " +
-                                     std::strerror(errno) + ") while sending to client" +
-                                     error_context());
+      log(log_level::info, "send() failed (" + std::to_string(errno) + ": " + std::strerror(errno) +
+                               ") while sending to client" + error_context());
       release_upstream(false);
       co_return false;
     }
@@ -1449,8 +1455,7 @@ awaitable<bool> session::relay_buffered(const routing::decision& d, const http::
       }
       if (got == 0) {
         if (!close_delimited) {
-          log_error(
-              log_level::error,
+          log(log_level::error,
               "upstream prematurely closed connection while reading upstream" + error_context());
           complete = false;
         }
@@ -1460,9 +1465,9 @@ awaitable<bool> session::relay_buffered(const routing::decision& d, const http::
       }
       if (n && errno == EINTR) continue;
       if (n && errno != EAGAIN && errno != EWOULDBLOCK) {
-        log_error(log_level::error, "recv() failed (" + std::to_string(errno) + ": " +
-                                        std::strerror(errno) + ") while reading upstream" +
-                                        error_context());
+        log(log_level::error, "recv() failed (" + std::to_string(errno) + ": " +
+                                  std::strerror(errno) + ") while reading upstream" +
+                                  error_context());
         complete = false;
         upstream_done = true;
         continue;
@@ -1493,16 +1498,16 @@ awaitable<bool> session::relay_buffered(const routing::decision& d, const http::
     if (timed_out) {
       const auto t = clock::now();
       if (wait_upstream && t >= last_upstream + d.limits.read) {
-        log_error(log_level::error,
-                  "upstream timed out (110: Connection timed out) while reading upstream" +
-                      error_context());
+        log(log_level::error,
+            "upstream timed out (110: Connection timed out) while reading upstream" +
+                error_context());
         complete = false;
         reusable = false;
         upstream_done = true;
       } else if (wait_client && t >= last_client + send_timeout) {
-        log_error(log_level::info,
-                  "client timed out (110: Connection timed out) while sending to client" +
-                      error_context());
+        log(log_level::info,
+            "client timed out (110: Connection timed out) while sending to client" +
+                error_context());
         release_upstream(false);
         co_return false;
       }

@@ -34,7 +34,8 @@ def wait_port(port, timeout=10.0):
 
 
 class Wsgate:
-    """wsgate with `http_text` as its http{} block (PORT is replaced by a free port)."""
+    """wsgate with `http_text` as its http{} block (PORT is replaced by a free port, TMPDIR by
+    the run's temporary directory)."""
 
     def __init__(self, http_text, main_text="", ports=1, args=(), daemon=False):
         self.dir = tempfile.TemporaryDirectory(prefix="wsgate-it-")
@@ -51,6 +52,7 @@ class Wsgate:
         self.start()
 
     def write_config(self, http_text):
+        http_text = http_text.replace("TMPDIR", self.dir.name)  # the run's own directory
         for i in reversed(range(len(self.ports))):
             http_text = http_text.replace(f"PORT{i}" if i else "PORT", str(self.ports[i]))
         text = (f"daemon {'on' if self.daemon else 'off'};\npid {self.pid_file};\n"
