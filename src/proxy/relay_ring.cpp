@@ -125,6 +125,7 @@ io_uring_sqe* relay_ring::sqe(ring_user* u, unsigned tag) {
 char* relay_ring::take(unsigned bid, unsigned len, unsigned flags) {
   char* data = buffer(bid) + offset_[bid];
   ++slices_[bid];
+  ++slices_out_;
   if (incremental_ && (flags & kCqeBufMore))
     offset_[bid] += len;
   else
@@ -133,6 +134,7 @@ char* relay_ring::take(unsigned bid, unsigned len, unsigned flags) {
 }
 
 void relay_ring::give(unsigned bid) {
+  --slices_out_;
   if (--slices_[bid] == 0 && kernel_done_[bid]) {
     offset_[bid] = 0;
     kernel_done_[bid] = false;

@@ -67,7 +67,7 @@ class relay_ring {
   }
   void check_at_turn_end(ring_user* u, unsigned tag) { turn_end_.emplace_back(u, tag); }
   // The time the current turn started: one clock read per turn, not per message.
-  clock::time_point now() const { return now_; }
+  clock::time_point now() const { return in_turn_ ? now_ : clock::now(); }
 
   // Tunnels using the ring. With none, the ring stops waiting on its descriptor, so that an
   // event loop with nothing else to do returns (a worker that finished its QUIT exits).
@@ -81,6 +81,8 @@ class relay_ring {
   // A send the peer could not take at once: its rest was copied out of the ring's buffer.
   void count_stall() { ++stalls_; }
   uint64_t stalls() const { return stalls_; }
+  // Received slices handed out and not given back yet (zero once every tunnel is gone).
+  uint64_t slices_out() const { return slices_out_; }
 
  private:
   explicit relay_ring(boost::asio::io_context& io);
@@ -115,6 +117,7 @@ class relay_ring {
   uint64_t enters_ = 0;
   uint64_t starvations_ = 0;
   uint64_t stalls_ = 0;
+  uint64_t slices_out_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

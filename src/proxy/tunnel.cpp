@@ -112,7 +112,7 @@ struct tunnel final : tunnel_handle, ring_user {
         if (f >= 0) ::close(f);
       for (auto& l : lanes) {
         release(l.cur);
-        while (l.head) l.head = std::move(l.head->next);
+        drop_queue(l);
       }
       ring->unhold();
     }
@@ -162,6 +162,7 @@ struct tunnel final : tunnel_handle, ring_user {
       // Whatever the ring still does on these descriptors ends; they are closed with the
       // tunnel, once the last completion came back (the watchdog waits for it).
       for (int f : fd) io_uring_prep_cancel_fd(ring->sqe(nullptr, 0), f, IORING_ASYNC_CANCEL_ALL);
+      for (auto& l : lanes) drop_queue(l);  // what waited for a write will not be written
     } else {
       sockets->client.close(ec);
       sockets->upstream->socket.close(ec);
@@ -207,6 +208,15 @@ struct tunnel final : tunnel_handle, ring_user {
     c.owned.reset();
     c.data = nullptr;
     c.size = 0;
+  }
+  // Queued chunks go, their ring buffers back to the ring.
+  void drop_queue(lane& l) {
+    while (l.head) {
+      release(*l.head);
+      l.head = std::move(l.head->next);
+    }
+    l.tail = nullptr;
+    l.queued = 0;
   }
   void start_send(int d, chunk&& c) {
     lane& l = lanes[d];

@@ -287,6 +287,42 @@ TEST_P(TunnelRelay, CountsWebSocketFrames) {
   ::close(upstream);
 }
 
+// Peers that vanish while bytes flow both ways: every tunnel ends, and the ring gets every
+// buffer slice back (none leaks with a write or a queue in flight).
+TEST_P(TunnelRelay, ClosingMidStreamReturnsEverything) {
+  relay_worker rw(GetParam());
+  constexpr int kTunnels = 40;
+  const std::string blob = random_bytes(1 << 20, 3);
+  std::vector<std::pair<int, int>> ends;
+  for (int i = 0; i < kTunnels; ++i) ends.push_back(rw.open(plain_limits()));
+  std::vector<std::thread> writers;
+  for (auto [c, u] : ends) {
+    writers.emplace_back([&, fd = c] { send_all(fd, blob.data(), blob.size()); });
+    writers.emplace_back([&, fd = u] { send_all(fd, blob.data(), blob.size() / 2); });
+  }
+  for (auto [c, u] : ends) recv_n(u, 64 * 1024);  // some bytes went through
+  for (auto [c, u] : ends) {
+    linger hard{1, 0};  // RST: the relay's writes fail
+    ::setsockopt(c, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+    ::close(c);
+    ::close(u);
+  }
+  for (auto& t : writers) t.join();
+  int connections = -1;
+  for (int i = 0; i < 500 && connections != 0; ++i) {
+    connections = rw.on_worker([&] { return rw.w.connections; });
+    if (connections != 0) std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(connections, 0);
+  const auto closed = rw.on_worker([&] { return rw.w.tunnels.recent_closed().size(); });
+  EXPECT_EQ(closed, static_cast<size_t>(kTunnels));
+  if (GetParam()) {
+    const auto out = rw.on_worker(
+        [&] { return std::static_pointer_cast<relay_ring>(rw.w.relay_ring)->slices_out(); });
+    EXPECT_EQ(out, 0u);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Relays, TunnelRelay, testing::Values(true, false),
                          [](const testing::TestParamInfo<bool>& i) {
                            return i.param ? "IoUring" : "Asio";
