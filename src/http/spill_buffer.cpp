@@ -9,6 +9,8 @@
 #include <cstring>
 #include <string>
 
+#include "http/flat_buffer.hpp"
+
 namespace wsgate::http {
 
 void spill_buffer::reset(size_t memory, uint64_t file) {
@@ -22,6 +24,9 @@ void spill_buffer::reset(size_t memory, uint64_t file) {
 
 void spill_buffer::release() {
   if (!empty()) return;
+  // The block waits in the thread's cache for the next response, not in this idle connection.
+  if (block_)
+    if (block_cache* cache = block_cache::local()) cache->give(std::move(block_), cap_);
   block_.reset();
   cap_ = begin_ = end_ = 0;
   close_file();
@@ -45,6 +50,16 @@ bool spill_buffer::ensure_block(size_t need) {
     if (cap_ - end_ >= need) return true;
   }
   const size_t next = std::max(memory_, end_ + need);
+  if (end_ == 0) {
+    size_t cached_cap = 0;
+    block_cache* cache = block_cache::local();
+    if (auto b = cache ? cache->take(next, next * 2, cached_cap) : nullptr) {
+      if (block_) cache->give(std::move(block_), cap_);
+      block_ = std::move(b);
+      cap_ = cached_cap;
+      return true;
+    }
+  }
   auto fresh = std::make_unique_for_overwrite<char[]>(next);
   if (end_) std::memcpy(fresh.get(), block_.get(), end_);
   block_ = std::move(fresh);

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -40,13 +41,19 @@ struct peer_group {
   mutable std::atomic<unsigned> next{0};
 };
 
+// Looks up std::string keys by string_view, without a temporary string per request.
+struct string_hash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+
 struct runtime {
   std::shared_ptr<const config::snapshot> config;
   std::vector<listen_point> listens;
   // Keyed by upstream{} name, or "host:port" for a proxy_pass to a host.
-  std::unordered_map<std::string, std::unique_ptr<peer_group>> groups;
+  std::unordered_map<std::string, std::unique_ptr<peer_group>, string_hash, std::equal_to<>> groups;
 
-  const peer_group* find(const std::string& key) const {
+  const peer_group* find(std::string_view key) const {
     auto it = groups.find(key);
     return it == groups.end() ? nullptr : it->second.get();
   }

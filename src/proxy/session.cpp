@@ -14,6 +14,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <charconv>
 #include <cstring>
 #include <ctime>
 #include <span>
@@ -62,13 +63,25 @@ std::string_view http_date() {
   return text;
 }
 
-std::string local_time() {
+// $time_local, formatted once a second per thread (as the Date header).
+std::string_view local_time() {
+  thread_local std::time_t last = 0;
+  thread_local char text[40];
   const std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  localtime_r(&now, &tm);
-  char text[40];
-  std::strftime(text, sizeof text, "%d/%b/%Y:%H:%M:%S %z", &tm);
+  if (now != last) {
+    std::tm tm{};
+    localtime_r(&now, &tm);
+    std::strftime(text, sizeof text, "%d/%b/%Y:%H:%M:%S %z", &tm);
+    last = now;
+  }
   return text;
+}
+
+// A number appended without a temporary string.
+void append_number(std::string& out, uint64_t v) {
+  char buf[24];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
 }
 
 std::string endpoint_addr(const tcp::endpoint& ep) {
@@ -275,6 +288,16 @@ class session {
   uint64_t body_bytes_sent_ = 0;
   std::string upstream_addr_;
   std::string pool_lookup_;  // "key|peer" of the idle upstream pool, built per request
+  // Kept across requests so that their capacity is reused (no allocation per request once
+  // warm): the routing decision, the upstream group key, the access log line and path, the
+  // registration among the worker's idle clients, and a closed upstream connection object.
+  routing::decision decision_;
+  std::string upstream_key_;
+  std::string access_line_;
+  std::string access_path_;
+  std::unordered_set<tcp::socket*>::node_type idle_node_;
+  std::unique_ptr<upstream_conn> spare_upstream_;
+  std::vector<http::header_field> spare_fields_;  // the upstream response's header list
 };
 
 session::session(std::shared_ptr<connection_state> st) : s_(std::move(st)), w_(s_->w) {
@@ -410,21 +433,36 @@ void session::append_add_headers(std::string& out, int status) {
 
 void session::log_access() {
   if (!loc_ || !settings().access_log) return;
-  std::string line;
+  std::string& line = access_line_;
+  line.clear();
   for (const auto& l : *settings().access_log) {
     if (l.off) continue;
     if (line.empty()) {
-      auto header = [&](std::string_view n) -> std::string {
+      auto header = [&](std::string_view n) -> std::string_view {
         const std::string* v = find_header(info_.headers, n);
-        return v ? *v : "-";
+        return v ? std::string_view(*v) : std::string_view("-");
       };
-      line = info_.remote_addr + " - - [" + local_time() + "] \"" + request_line_ + "\" " +
-             std::to_string(status_) + " " + std::to_string(body_bytes_sent_) + " \"" +
-             header("referer") + "\" \"" + header("user-agent") + "\"\n";
+      line += info_.remote_addr;
+      line += " - - [";
+      line += local_time();
+      line += "] \"";
+      line += request_line_;
+      line += "\" ";
+      append_number(line, static_cast<uint64_t>(status_));
+      line += ' ';
+      append_number(line, body_bytes_sent_);
+      line += " \"";
+      line += header("referer");
+      line += "\" \"";
+      line += header("user-agent");
+      line += "\"\n";
     }
-    std::string path = l.path;
-    if (!path.empty() && path.front() != '/') path = rt_->config->prefix + "/" + path;
-    write_access_log(access_log_fd(path), line);
+    const std::string* path = &l.path;
+    if (!l.path.empty() && l.path.front() != '/') {
+      access_path_.assign(rt_->config->prefix).append(1, '/').append(l.path);
+      path = &access_path_;
+    }
+    write_access_log(access_log_fd(*path), line);
   }
 }
 
@@ -614,7 +652,7 @@ awaitable<bool> session::respond(int status, std::string_view body, std::string_
   out_.clear();
   if (!http09_) {
     out_ += "HTTP/1.1 ";
-    out_ += std::to_string(status_);
+    append_number(out_, static_cast<uint64_t>(status_));
     out_ += ' ';
     out_ += http::reason_phrase(status_);
     out_ += "\r\nServer: ";
@@ -629,7 +667,7 @@ awaitable<bool> session::respond(int status, std::string_view body, std::string_
     }
     if (status_ != 204 && status_ != 304 && !(status_ < 200)) {
       out_ += "Content-Length: ";
-      out_ += std::to_string(body.size());
+      append_number(out_, static_cast<uint64_t>(body.size()));
       out_ += kCrlf;
     }
     if (!location.empty()) {
@@ -762,7 +800,7 @@ void session::release_upstream(bool reusable) {
   if (reusable && !up->pool_key.empty() && up->in.empty()) {
     const peer_group* g = nullptr;
     const size_t sep = up->pool_key.find('|');
-    g = rt_->find(up->pool_key.substr(0, sep));
+    g = rt_->find(std::string_view(up->pool_key).substr(0, sep));
     auto& idle = w_.idle_upstreams[up->pool_key];
     if (g && g->keepalive > 0 && up->requests < g->keepalive_requests) {
       if (static_cast<int>(idle.size()) >= g->keepalive) {
@@ -777,14 +815,21 @@ void session::release_upstream(bool reusable) {
   }
   error_code ec;
   up->socket.close(ec);
-  up.reset();
+  up->in.consume(up->in.size());
+  up->in.release();  // the block goes to the worker thread's cache, not to this idle session
+  spare_upstream_ = std::move(up);  // reused by the next connect_upstream
   --w_.connections;
 }
 
 awaitable<upstream_failure> session::connect_upstream(const routing::decision& d, bool& reused) {
   const auto& up = d.upstream;
   reused = false;
-  const std::string key = up.via_upstream_block ? up.host : up.host + ":" + std::to_string(up.port);
+  std::string& key = upstream_key_;
+  key.assign(up.host);
+  if (!up.via_upstream_block) {
+    key += ':';
+    append_number(key, up.port);
+  }
   const peer_group* g = rt_->find(key);
   std::vector<socket_address> dynamic;
   if (!g) {
@@ -830,7 +875,12 @@ awaitable<upstream_failure> session::connect_upstream(const routing::decision& d
                                 error_context());
       co_return upstream_failure::error;
     }
-    auto conn = std::make_unique<upstream_conn>(w_.io);
+    // The last closed connection object is reused (its strings and buffer with it).
+    auto conn =
+        spare_upstream_ ? std::move(spare_upstream_) : std::make_unique<upstream_conn>(w_.io);
+    conn->requests = 0;
+    conn->pool_key.clear();
+    conn->in.consume(conn->in.size());
     tcp::endpoint ep;
     std::memcpy(ep.data(), &peer.storage, peer.length);
     ep.resize(peer.length);
@@ -838,8 +888,8 @@ awaitable<upstream_failure> session::connect_upstream(const routing::decision& d
     conn->socket.open(ep.protocol(), ec);
     if (ec) continue;
     ++w_.connections;
-    conn->peer = peer.text;
-    if (g) conn->pool_key = key + "|" + peer.text;
+    conn->peer.assign(peer.text);
+    if (g) conn->pool_key.assign(key).append(1, '|').append(peer.text);
     s_->upstream = std::move(conn);
     s_->arm(d.limits.connect);
     auto [cec] = co_await s_->upstream->socket.async_connect(ep, use_nothrow);
@@ -986,7 +1036,7 @@ awaitable<bool> session::proxy_request(routing::decision& d, int override_status
   for (size_t i = 0; i <= up.headers.size(); ++i) {
     if (spool && static_cast<int>(i) == up.pending_content_length_at) {
       out_ += "Content-Length: ";
-      out_ += std::to_string(spool_size);
+      append_number(out_, static_cast<uint64_t>(spool_size));
       out_ += kCrlf;
     }
     if (i == up.headers.size()) break;
@@ -1000,6 +1050,16 @@ awaitable<bool> session::proxy_request(routing::decision& d, int override_status
   // Connect, send, read the response head; a reused keep-alive connection that fails before
   // any response byte is replaced by a fresh one once (only when no body was streamed).
   http::response_head head;
+  // The header list's storage is lent by the session for this response and given back at the
+  // end (a nested proxy_request, for an error_page, finds none lent and allocates its own).
+  struct fields_lease {
+    std::vector<http::header_field>& spare;
+    std::vector<http::header_field>& fields;
+    ~fields_lease() {
+      if (fields.capacity() > spare.capacity()) spare.swap(fields);
+    }
+  } lease{spare_fields_, head.headers};
+  head.headers.swap(spare_fields_);
   upstream_failure failure = upstream_failure::none;
   bool streamed = false;
   for (int attempt = 0; attempt < 2; ++attempt) {
@@ -1147,7 +1207,7 @@ awaitable<bool> session::proxy_request(routing::decision& d, int override_status
   out_.clear();
   if (!http09_) {
     out_ += "HTTP/1.1 ";
-    out_ += std::to_string(status);
+    append_number(out_, static_cast<uint64_t>(status));
     out_ += ' ';
     if (override_status <= 0 && !head.reason.empty())
       out_ += head.reason;
@@ -1181,7 +1241,7 @@ awaitable<bool> session::proxy_request(routing::decision& d, int override_status
       }
     if (head.content_length && !head.chunked) {
       out_ += "Content-Length: ";
-      out_ += std::to_string(*head.content_length);
+      append_number(out_, static_cast<uint64_t>(*head.content_length));
       out_ += kCrlf;
     }
     for (const auto& f : head.headers)
@@ -1541,9 +1601,13 @@ awaitable<void> session::run_session() {
       if (!first) wait = settings().keepalive_timeout.value_or(std::chrono::seconds(75));
       s_->arm(wait);
       if (w_.draining) break;  // QUIT closes connections waiting for a request
-      w_.idle_clients.insert(&s_->client);
+      // The set's node is kept between waits: no allocation per request.
+      if (idle_node_)
+        w_.idle_clients.insert(std::move(idle_node_));
+      else
+        w_.idle_clients.insert(&s_->client);
       auto [ec] = co_await s_->client.async_wait(tcp::socket::wait_read, use_nothrow);
-      w_.idle_clients.erase(&s_->client);
+      idle_node_ = w_.idle_clients.extract(&s_->client);
       s_->disarm();
       if (ec) break;
     }
@@ -1560,8 +1624,8 @@ awaitable<void> session::run_session() {
     if (!rt_->config->http || !default_server_) {
       keep = co_await respond(404, {}, {}, {});
     } else {
-      routing::decision d = routing::route(*rt_->config, info_);
-      keep = co_await handle(d, 0, false);
+      routing::route_into(*rt_->config, info_, decision_);
+      keep = co_await handle(decision_, 0, false);
     }
     if (status_) log_access();
     ++requests_;

@@ -1,0 +1,341 @@
+// Heap allocations per proxied request over real sockets (issue 3: none on the hot path). A
+// worker runs in this process on 127.0.0.1 in front of a tiny backend; a client sends 200
+// keep-alive requests one after the other; every operator new of the process is counted, and
+// the requests after the warm-up (101..200) must make none. The backend and the client use
+// plain sockets and fixed buffers, so what is counted is the proxy's own work.
+#include <arpa/inet.h>
+#include <execinfo.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/asio/ip/tcp.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <new>
+#include <string>
+#include <thread>
+
+#include "config/loader.hpp"
+#include "proxy/runtime.hpp"
+#include "proxy/worker.hpp"
+
+namespace {
+std::atomic<unsigned long> g_allocs{0};
+// WSGATE_ALLOC_TRACE=N: the stacks of the first N allocations of the steady-state window go to
+// stderr (resolve with addr2line -f -C -e unit_proxy +OFFSET), to find what allocates.
+std::atomic<int> g_trace{0};
+thread_local bool t_in_trace = false;
+void trace_allocation() {
+  if (g_trace.load(std::memory_order_relaxed) <= 0 || t_in_trace) return;
+  if (g_trace.fetch_sub(1) <= 0) return;
+  t_in_trace = true;
+  void* frames[24];
+  const int n = ::backtrace(frames, 24);
+  ::write(2, "--- allocation\n", 15);
+  ::backtrace_symbols_fd(frames, n, 2);
+  t_in_trace = false;
+}
+}  // namespace
+
+// Not inlined: GCC would otherwise pair malloc/free with new/delete and warn
+// (-Wmismatched-new-delete), though the replaced pairs are consistent.
+[[gnu::noinline]] void* operator new(std::size_t n) {
+  g_allocs.fetch_add(1, std::memory_order_relaxed);
+  trace_allocation();
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+[[gnu::noinline]] void* operator new(std::size_t n, std::align_val_t a) {
+  g_allocs.fetch_add(1, std::memory_order_relaxed);
+  const auto align = static_cast<std::size_t>(a);
+  if (void* p = std::aligned_alloc(align, (n + align - 1) / align * align)) return p;
+  throw std::bad_alloc();
+}
+[[gnu::noinline]] void operator delete(void* p) noexcept {
+  std::free(p);
+}
+[[gnu::noinline]] void operator delete(void* p, std::size_t) noexcept {
+  std::free(p);
+}
+[[gnu::noinline]] void operator delete(void* p, std::align_val_t) noexcept {
+  std::free(p);
+}
+[[gnu::noinline]] void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
+  std::free(p);
+}
+
+namespace wsgate::proxy {
+namespace {
+
+// A listening socket on 127.0.0.1 with an ephemeral port.
+int listen_any(uint16_t& port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::listen(fd, 64) != 0 || ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+    return -1;
+  port = ntohs(a.sin_port);
+  return fd;
+}
+
+// Reads one HTTP message (head, then Content-Length bytes) into buf; its size, 0 on EOF/error.
+size_t read_message(int fd, char* buf, size_t cap) {
+  size_t have = 0;
+  for (;;) {
+    const char* end = static_cast<const char*>(memmem(buf, have, "\r\n\r\n", 4));
+    if (end) {
+      const size_t head = static_cast<size_t>(end - buf) + 4;
+      size_t body = 0;
+      const char* cl = static_cast<const char*>(memmem(buf, head, "Content-Length: ", 16));
+      if (cl) body = std::strtoul(cl + 16, nullptr, 10);
+      if (have >= head + body) return head + body;
+    }
+    if (have == cap) return 0;
+    const ssize_t n = ::recv(fd, buf + have, cap - have, 0);
+    if (n <= 0) return 0;
+    have += static_cast<size_t>(n);
+  }
+}
+
+// The upstream: answers every request with a small fixed response, keeps connections open
+// until the peer closes, one connection at a time (the proxy uses one at a time here).
+class backend {
+ public:
+  backend() : fd_(listen_any(port_)) {
+    thread_ = std::thread([this] { run(); });
+  }
+  ~backend() {
+    stop_ = true;
+    ::shutdown(fd_, SHUT_RDWR);
+    thread_.join();
+    ::close(fd_);
+  }
+  uint16_t port() const { return port_; }
+  unsigned long requests() const { return requests_; }
+
+ private:
+  void run() {
+    static constexpr char kResponse[] =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\nhello\n";
+    char buf[16384];
+    while (!stop_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) continue;
+      while (read_message(c, buf, sizeof buf) > 0) {
+        ++requests_;
+        if (::send(c, kResponse, sizeof kResponse - 1, MSG_NOSIGNAL) < 0) break;
+      }
+      ::close(c);
+    }
+  }
+  uint16_t port_ = 0;
+  int fd_;
+  std::atomic<bool> stop_{false};
+  std::atomic<unsigned long> requests_{0};
+  std::thread thread_;
+};
+
+// One wsgate worker on its own thread, serving `conf` (LISTEN and BACKEND replaced by ports).
+class proxy_worker {
+ public:
+  proxy_worker(std::string conf, uint16_t backend_port) {
+    listen_fd_ = listen_any(port_);
+    replace(conf, "LISTEN", std::to_string(port_));
+    replace(conf, "BACKEND", std::to_string(backend_port));
+    auto loaded = config::load_text(conf, "alloc_test.conf", "/tmp");
+    if (loaded.error) {
+      error = loaded.error->format();
+      return;
+    }
+    auto rt = build_runtime(loaded.config);
+    if (!rt.value) {
+      error = rt.error;
+      return;
+    }
+    w_.rt = rt.value;
+    acceptor_.assign(boost::asio::ip::tcp::v4(), listen_fd_);
+    accept();
+    thread_ = std::thread([this] { w_.io.run(); });
+  }
+  ~proxy_worker() {
+    w_.io.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+  uint16_t port() const { return port_; }
+  std::string error;
+
+ private:
+  static void replace(std::string& s, const std::string& from, const std::string& to) {
+    for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size()))
+      s.replace(at, from.size(), to);
+  }
+  void accept() {
+    acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket s) {
+      if (ec) return;
+      start_session(w_, std::move(s));
+      accept();
+    });
+  }
+  uint16_t port_ = 0;
+  int listen_fd_ = -1;
+  worker_context w_{0};
+  tcp::acceptor acceptor_{w_.io};
+  std::thread thread_;
+};
+
+int connect_to(uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  const int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return fd;
+}
+
+struct case_t {
+  const char* name;
+  const char* conf;           // LISTEN / BACKEND / LOG are replaced
+  const char* request;        // sent 200 times on one connection
+  const char* expect_status;  // the response's status line starts with it
+  const char* expect_body;    // and ends with it
+};
+
+void PrintTo(const case_t& c, std::ostream* os) {
+  *os << c.name;
+}
+
+class Allocations : public ::testing::TestWithParam<case_t> {};
+
+std::string seed_config(const char* file) {
+  std::ifstream in(std::string(WSGATE_SOURCE_DIR) + "/examples/configs/" + file);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // The seed's ports become the test's; localhost:8000 is the backend on 127.0.0.1.
+  for (auto [from, to] : {std::pair<std::string, std::string>{"127.0.0.1:8080", "127.0.0.1:LISTEN"},
+                          {"localhost:8000", "127.0.0.1:BACKEND"},
+                          {"server_name localhost;", "server_name localhost; access_log LOG;"}})
+    for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size()))
+      text.replace(at, from.size(), to);
+  return text;
+}
+
+TEST_P(Allocations, SteadyStateKeepAliveRequestsMakeNone) {
+  const case_t& c = GetParam();
+  std::string conf = c.conf[0] == '@' ? seed_config(c.conf + 1) : c.conf;
+  char log_path[] = "/tmp/wsgate-alloc-test-XXXXXX";
+  const int log_fd = ::mkstemp(log_path);
+  ASSERT_GE(log_fd, 0);
+  ::close(log_fd);
+  for (size_t at = conf.find("LOG"); at != std::string::npos; at = conf.find("LOG", at))
+    conf.replace(at, 3, log_path);
+
+  backend up;
+  proxy_worker px(conf, up.port());
+  ASSERT_EQ(px.error, "");
+  const int fd = connect_to(px.port());
+  ASSERT_GE(fd, 0);
+
+  constexpr int kRequests = 200, kWarmup = 100;
+  const size_t request_len = std::strlen(c.request);
+  static char buf[65536];
+  unsigned long first = 0, steady = 0, at_warm = 0;
+  int failures = 0;
+  for (int i = 1; i <= kRequests; ++i) {
+    const unsigned long before = g_allocs.load();
+    if (i == kWarmup + 1) {
+      at_warm = before;
+      if (const char* t = std::getenv("WSGATE_ALLOC_TRACE")) g_trace = std::atoi(t);
+    }
+    if (::send(fd, c.request, request_len, MSG_NOSIGNAL) != static_cast<ssize_t>(request_len)) {
+      ++failures;
+      break;
+    }
+    const size_t n = read_message(fd, buf, sizeof buf - 1);
+    if (n == 0) {
+      ++failures;
+      break;
+    }
+    buf[n] = '\0';
+    if (std::strncmp(buf, c.expect_status, std::strlen(c.expect_status)) != 0 ||
+        n < std::strlen(c.expect_body) ||
+        std::strcmp(buf + n - std::strlen(c.expect_body), c.expect_body) != 0)
+      ++failures;
+    if (i == 1) first = g_allocs.load() - before;
+  }
+  // The last request's access log line is written after its response: let it land.
+  ::usleep(50 * 1000);
+  steady = g_allocs.load() - at_warm;
+  g_trace = 0;
+  ::close(fd);
+
+  EXPECT_EQ(failures, 0) << "last response: " << buf;
+  std::printf("[ %s ] first request: %lu allocations; requests %d..%d: %lu allocations\n", c.name,
+              first, kWarmup + 1, kRequests, steady);
+  EXPECT_EQ(steady, 0u) << "heap allocations on the hot path in steady state";
+
+  // The access log got one line per request (the logging path was really taken).
+  std::ifstream log(log_path);
+  int lines = 0;
+  for (std::string line; std::getline(log, line);) ++lines;
+  if (std::strstr(c.conf, "LOG") || c.conf[0] == '@') {
+    EXPECT_EQ(lines, kRequests);
+  }
+  ::unlink(log_path);
+}
+
+constexpr const char* kGet =
+    "GET /api/v1/ws/status?language=ar HTTP/1.1\r\nHost: localhost\r\n"
+    "User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:109.0) Gecko/20100101 Firefox/115.0\r\n"
+    "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n"
+    "Referer: http://localhost/index.html\r\n\r\n";
+constexpr const char* kRootGet =
+    "GET /index.html HTTP/1.1\r\nHost: localhost\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n";
+
+INSTANTIATE_TEST_SUITE_P(
+    HotPath, Allocations,
+    ::testing::Values(
+        case_t{"seed-fixed, proxy_pass with URI part", "@seed-fixed.conf", kGet, "HTTP/1.1 200",
+               "hello\n"},
+        case_t{"seed-fixed, proxy_pass without URI part", "@seed-fixed.conf", kRootGet,
+               "HTTP/1.1 200", "hello\n"},
+        case_t{"seed-broken, proxy_pass without URI part", "@seed-broken.conf", kGet,
+               "HTTP/1.1 200", "hello\n"},
+        case_t{"return 200 text",
+               "events {} http { server { listen 127.0.0.1:LISTEN; server_name localhost;"
+               " access_log LOG combined;"
+               " location / { return 200 \"a text answer long enough for the heap\\n\"; } } }",
+               kRootGet, "HTTP/1.1 200", "long enough for the heap\n"},
+        case_t{"upstream keepalive, proxy_pass with URI part",
+               "events {} http { upstream be { server 127.0.0.1:BACKEND; keepalive 4; }"
+               " server { listen 127.0.0.1:LISTEN; server_name localhost; access_log LOG;"
+               " location /api/ { proxy_pass http://be/v1/; proxy_http_version 1.1;"
+               " proxy_set_header Connection \"\"; proxy_set_header Host $host;"
+               " proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;"
+               " proxy_buffering off; } } }",
+               kGet, "HTTP/1.1 200", "hello\n"}),
+    [](const auto& param_info) {
+      std::string n;
+      for (const char* p = param_info.param.name; *p; ++p)
+        n += std::isalnum(static_cast<unsigned char>(*p)) ? *p : '_';
+      return n;
+    });
+
+}  // namespace
+}  // namespace wsgate::proxy
