@@ -18,6 +18,14 @@ def body_of(port, path=b"/"):
     return (resp[0][0], resp[0][2]) if resp else (None, r)
 
 
+def log_has(w, text, timeout=5.0):
+    """The error log is written by other threads than the one that answered: wait for a line."""
+    deadline = time.monotonic() + timeout
+    while text not in w.log() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return w.log()
+
+
 def conf(text):
     return "server { listen 127.0.0.1:PORT; location / { return 200 \"" + text + "\"; } }"
 
@@ -46,7 +54,7 @@ class Lifecycle(WsgateCase):
         w.send(signal.SIGHUP)
         time.sleep(0.5)
         self.assertEqual(body_of(w.port), (200, b"two"))
-        self.assertIn("unknown directive", w.log())
+        self.assertIn("unknown directive", log_has(w, "unknown directive"))
         with open(w.conf, "w") as f:
             f.write(good)
         # The failed reload is reported at [emerg] by design; the harness check would fail on it.
@@ -124,13 +132,13 @@ class Lifecycle(WsgateCase):
         other = os.path.join(tempfile.mkdtemp(prefix="wsgate-it-e-"), "e.log")
         w = self.wsgate(conf("e-flag"), args=["-e", other])
         self.assertEqual(body_of(w.port), (200, b"e-flag"))
-        self.assertIn("[notice]", w.log())
+        self.assertIn("[notice]", log_has(w, "[notice]"))
         self.assertFalse(os.path.exists(other) and os.path.getsize(other) > 0)
 
     def test_g_directives_and_worker_threads(self):
         w = self.wsgate(conf("g"), args=["-g", "worker_processes 3;"])
         self.assertEqual(body_of(w.port), (200, b"g"))
-        self.assertIn("3 worker thread(s)", w.log())
+        self.assertIn("3 worker thread(s)", log_has(w, "3 worker thread(s)"))
         threads = os.listdir(f"/proc/{w.proc.pid}/task")
         self.assertGreaterEqual(len(threads), 4)
 
@@ -153,7 +161,7 @@ class Lifecycle(WsgateCase):
         except ConnectionResetError:
             got = b""
         self.assertEqual(got, b"")
-        self.assertIn("worker_connections are not enough", w.log())
+        self.assertIn("worker_connections are not enough", log_has(w, "worker_connections are not enough"))
         for s in held:
             s.close()
         extra.close()
