@@ -129,6 +129,26 @@ chunked_decoder::step chunked_decoder::next(std::string_view in) {
   return s;
 }
 
+chunked_decoder::step body_framing::next(std::string_view in) {
+  if (chunked_) {
+    const auto s = decoder_.next(in);
+    done_ = s.done;
+    return s;
+  }
+  chunked_decoder::step s;
+  if (has_length_) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(remaining_, in.size()));
+    s.data = in.substr(0, n);
+    s.consumed = n;
+    remaining_ -= n;
+    s.done = done_ = remaining_ == 0;
+  } else {
+    s.data = in;
+    s.consumed = in.size();
+  }
+  return s;
+}
+
 size_t chunk_header(char* out, size_t size) {
   static constexpr char digits[] = "0123456789abcdef";
   char tmp[16];

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string_view>
 
 namespace wsgate::http {
@@ -38,6 +39,27 @@ class chunked_decoder {
   uint64_t remaining_ = 0;
   int digits_ = 0;
   size_t line_ = 0;  // length of the current trailer line (bounded)
+};
+
+// A response body's framing as it arrives: chunked, Content-Length, or everything until the peer
+// closes. next() says which body bytes the buffered input holds and how much of it they used.
+class body_framing {
+ public:
+  body_framing(bool chunked, std::optional<uint64_t> length)
+      : chunked_(chunked),
+        has_length_(!chunked && length.has_value()),
+        remaining_(has_length_ ? *length : 0),
+        done_(has_length_ && remaining_ == 0) {}
+  chunked_decoder::step next(std::string_view in);
+  // The whole body was seen (never, for a body that ends with the connection).
+  bool done() const { return done_; }
+
+ private:
+  chunked_decoder decoder_;
+  bool chunked_;
+  bool has_length_;
+  uint64_t remaining_;
+  bool done_;
 };
 
 // Writes a chunk header ("1a2b\r\n") into `out` (at least 18 bytes); returns its length.

@@ -1305,9 +1305,8 @@ awaitable<bool> session::proxy_request(routing::decision& d, int override_status
   // proxy_buffering off: each piece is written to the client before the next is read.
   bool complete = true;
   if (!no_body) {
-    uint64_t remaining = upstream_len ? *head.content_length : 0;
-    http::chunked_decoder decoder;
-    bool done = upstream_len && remaining == 0;
+    http::body_framing framing(head.chunked, head.content_length);
+    bool done = framing.done();
     while (!done) {
       if (upc.in.empty()) {
         auto [p, n] = upc.in.prepare(kBodyLimit, kBodyLimit);
@@ -1329,29 +1328,16 @@ awaitable<bool> session::proxy_request(routing::decision& d, int override_status
         }
         upc.in.commit(got);
       }
-      std::string_view piece;
-      size_t consumed = 0;
-      if (head.chunked) {
-        const auto step = decoder.next(upc.in.data());
-        if (step.error) {
-          log(log_level::error,
-              "upstream sent invalid chunked response while reading upstream" + error_context());
-          complete = false;
-          break;
-        }
-        piece = step.data;
-        consumed = step.consumed;
-        done = step.done;
-      } else if (upstream_len) {
-        const size_t n = static_cast<size_t>(std::min<uint64_t>(remaining, upc.in.size()));
-        piece = upc.in.data().substr(0, n);
-        consumed = n;
-        remaining -= n;
-        done = remaining == 0;
-      } else {
-        piece = upc.in.data();
-        consumed = piece.size();
+      const auto step = framing.next(upc.in.data());
+      if (step.error) {
+        log(log_level::error,
+            "upstream sent invalid chunked response while reading upstream" + error_context());
+        complete = false;
+        break;
       }
+      const std::string_view piece = step.data;
+      const size_t consumed = step.consumed;
+      done = step.done;
       if (!piece.empty()) {
         char hdr[24];
         const size_t hl = chunk_to_client ? http::chunk_header(hdr, piece.size()) : 0;
@@ -1398,10 +1384,8 @@ awaitable<bool> session::relay_buffered(const routing::decision& d, const http::
   ahead_.reset(set.proxy_buffer_size.value_or(4096) + set.proxy_buffers_size.value_or(8 * 4096),
                set.proxy_max_temp_file_size.value_or(size_t{1} << 30));
   const duration send_timeout = set.send_timeout.value_or(std::chrono::seconds(60));
-  const bool upstream_len = head.content_length.has_value() && !head.chunked;
-  uint64_t remaining = upstream_len ? *head.content_length : 0;
-  http::chunked_decoder decoder;
-  bool upstream_done = upstream_len && remaining == 0;
+  http::body_framing framing(head.chunked, head.content_length);
+  bool upstream_done = framing.done();
   bool complete = true;
   bool warned = false;
   auto last_client = clock::now(), last_upstream = last_client;
@@ -1420,31 +1404,17 @@ awaitable<bool> session::relay_buffered(const routing::decision& d, const http::
   // Moves what the upstream sent into the queue, framed for the client.
   auto take = [&]() -> bool {
     while (!upstream_done && !upc->in.empty()) {
-      std::string_view piece;
-      size_t consumed = 0;
-      bool end = false;
-      if (head.chunked) {
-        const auto step = decoder.next(upc->in.data());
-        if (step.error) {
-          log(log_level::error,
-              "upstream sent invalid chunked response while reading upstream" + error_context());
-          complete = false;
-          upstream_done = true;
-          break;
-        }
-        piece = step.data;
-        consumed = step.consumed;
-        end = step.done;
-      } else if (upstream_len) {
-        const size_t n = static_cast<size_t>(std::min<uint64_t>(remaining, upc->in.size()));
-        piece = upc->in.data().substr(0, n);
-        consumed = n;
-        remaining -= n;
-        end = remaining == 0;
-      } else {
-        piece = upc->in.data();
-        consumed = piece.size();
+      const auto step = framing.next(upc->in.data());
+      if (step.error) {
+        log(log_level::error,
+            "upstream sent invalid chunked response while reading upstream" + error_context());
+        complete = false;
+        upstream_done = true;
+        break;
       }
+      const std::string_view piece = step.data;
+      const size_t consumed = step.consumed;
+      const bool end = step.done;
       if (!piece.empty()) {
         char hdr[24];
         const size_t hl = chunk_to_client ? http::chunk_header(hdr, piece.size()) : 0;
