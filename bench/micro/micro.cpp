@@ -19,25 +19,8 @@
 #include "routing/variables.hpp"
 
 // Every C++ heap allocation of the process is counted, so each benchmark can report its
-// allocations per iteration (the data path's main avoidable cost). The benchmarks run on one
-// thread; PCRE2's own malloc calls are not counted.
-namespace {
-uint64_t g_allocs = 0;
-}  // namespace
-
-[[gnu::noinline]] void* operator new(std::size_t n) {
-  ++g_allocs;
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-// None inlined: GCC would otherwise see malloc/free behind new/delete and warn
-// (-Wmismatched-new-delete), though the replaced pair is consistent.
-[[gnu::noinline]] void operator delete(void* p) noexcept {
-  std::free(p);
-}
-[[gnu::noinline]] void operator delete(void* p, std::size_t) noexcept {
-  std::free(p);
-}
+// allocations per iteration (the data path's main avoidable cost).
+#include "counted_new.hpp"
 
 namespace {
 
@@ -45,10 +28,10 @@ using namespace wsgate;
 
 // Reports the allocations per iteration made inside the timed loop.
 struct alloc_counter {
-  uint64_t start = g_allocs;
+  uint64_t start = counted_new::calls.load();
   void report(benchmark::State& state) const {
-    state.counters["allocs"] = benchmark::Counter(static_cast<double>(g_allocs - start),
-                                                  benchmark::Counter::kAvgIterations);
+    state.counters["allocs"] = benchmark::Counter(
+        static_cast<double>(counted_new::calls.load() - start), benchmark::Counter::kAvgIterations);
   }
 };
 

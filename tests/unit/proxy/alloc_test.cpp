@@ -23,11 +23,11 @@
 #include <thread>
 
 #include "config/loader.hpp"
+#include "counted_new.hpp"
 #include "proxy/runtime.hpp"
 #include "proxy/worker.hpp"
 
 namespace {
-std::atomic<unsigned long> g_allocs{0};
 // WSGATE_ALLOC_TRACE=N: the stacks of the first N allocations of the steady-state window go to
 // stderr (resolve with addr2line -f -C -e unit_proxy +OFFSET), to find what allocates.
 std::atomic<int> g_trace{0};
@@ -42,34 +42,9 @@ void trace_allocation() {
   ::backtrace_symbols_fd(frames, n, 2);
   t_in_trace = false;
 }
+// Installed before main, so before any thread allocates.
+[[maybe_unused]] const bool g_hooked = (wsgate::counted_new::hook = trace_allocation, true);
 }  // namespace
-
-// Not inlined: GCC would otherwise pair malloc/free with new/delete and warn
-// (-Wmismatched-new-delete), though the replaced pairs are consistent.
-[[gnu::noinline]] void* operator new(std::size_t n) {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  trace_allocation();
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-[[gnu::noinline]] void* operator new(std::size_t n, std::align_val_t a) {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  const auto align = static_cast<std::size_t>(a);
-  if (void* p = std::aligned_alloc(align, (n + align - 1) / align * align)) return p;
-  throw std::bad_alloc();
-}
-[[gnu::noinline]] void operator delete(void* p) noexcept {
-  std::free(p);
-}
-[[gnu::noinline]] void operator delete(void* p, std::size_t) noexcept {
-  std::free(p);
-}
-[[gnu::noinline]] void operator delete(void* p, std::align_val_t) noexcept {
-  std::free(p);
-}
-[[gnu::noinline]] void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
-  std::free(p);
-}
 
 namespace wsgate::proxy {
 namespace {
@@ -258,7 +233,7 @@ TEST_P(Allocations, SteadyStateKeepAliveRequestsMakeNone) {
   unsigned long first = 0, steady = 0, at_warm = 0;
   int failures = 0;
   for (int i = 1; i <= kRequests; ++i) {
-    const unsigned long before = g_allocs.load();
+    const unsigned long before = counted_new::calls.load();
     if (i == kWarmup + 1) {
       at_warm = before;
       if (const char* t = std::getenv("WSGATE_ALLOC_TRACE")) g_trace = std::atoi(t);
@@ -277,11 +252,11 @@ TEST_P(Allocations, SteadyStateKeepAliveRequestsMakeNone) {
         n < std::strlen(c.expect_body) ||
         std::strcmp(buf + n - std::strlen(c.expect_body), c.expect_body) != 0)
       ++failures;
-    if (i == 1) first = g_allocs.load() - before;
+    if (i == 1) first = counted_new::calls.load() - before;
   }
   // The last request's access log line is written after its response: let it land.
   ::usleep(50 * 1000);
-  steady = g_allocs.load() - at_warm;
+  steady = counted_new::calls.load() - at_warm;
   g_trace = 0;
   ::close(fd);
 

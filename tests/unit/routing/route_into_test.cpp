@@ -7,24 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "counted_new.hpp"  // counts this binary's heap allocations
 #include "helpers.hpp"
-
-// Counts this binary's heap allocations (only read around the calls measured below).
-namespace {
-thread_local unsigned long g_allocs = 0;
-}  // namespace
-
-[[gnu::noinline]] void* operator new(std::size_t n) {
-  ++g_allocs;
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-[[gnu::noinline]] void operator delete(void* p) noexcept {
-  std::free(p);
-}
-[[gnu::noinline]] void operator delete(void* p, std::size_t) noexcept {
-  std::free(p);
-}
 
 namespace wsgate::routing {
 namespace {
@@ -141,9 +125,9 @@ TEST(RouteInto, WarmDecisionMakesNoAllocation) {
     rq.diagnostics = false;
     decision d;
     for (int i = 0; i < 3; ++i) route_into(*c, rq, d);  // warm-up
-    const unsigned long before = g_allocs;
+    const unsigned long before = counted_new::calls.load();
     for (int i = 0; i < 100; ++i) route_into(*c, rq, d);
-    EXPECT_EQ(g_allocs - before, 0u);
+    EXPECT_EQ(counted_new::calls.load() - before, 0u);
     expect_same(route(*c, rq), d);
   }
 }
