@@ -321,40 +321,27 @@ void route_bench(benchmark::State& state, const char* which, bool diagnostics,
 // The data path's way: one decision per connection, filled again for every request
 // (route_into). After the warm-up call a request reuses the decision's strings and vectors: the
 // allocs column must read 0 for these rows.
-void route_into_bench(benchmark::State& state, const char* which, const char* target,
-                      const char* expect_uri) {
-  std::shared_ptr<const config::snapshot> c = std::string_view(which) == "variables"
-                                                  ? load_text(kVariablesConfig, "variables.conf")
-                                                  : load_example(which);
-  routing::request_info rq = seed_handshake(false);
-  rq.target = target;
-  routing::decision d;
-  routing::route_into(*c, rq, d);  // warm-up
-  if (d.what != routing::action::proxy || d.upstream.uri != expect_uri)
-    die(std::string(which) + ": upstream URI is \"" + d.upstream.uri + "\", expected \"" +
-        expect_uri + "\"");
-  const alloc_counter allocs;
-  for (auto _ : state) {
-    routing::route_into(*c, rq, d);
-    benchmark::DoNotOptimize(d.upstream.uri.data());
-  }
-  allocs.report(state);
-  state.SetItemsProcessed(state.iterations());
-}
-
 // A plain GET on the seed's configs: "Connection: upgrade" is dropped (no Upgrade header).
-void route_into_plain_get(benchmark::State& state, const char* which, const char* expect_uri) {
-  std::shared_ptr<const config::snapshot> c = load_example(which);
+routing::request_info plain_get() {
   routing::request_info rq;
-  rq.target = "/api/v1/ws/status?language=ar";
   rq.headers = {{"Host", "localhost:8080"},
                 {"User-Agent", "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0"},
                 {"Accept", "*/*"}};
   rq.local_port = 8080;
   rq.remote_addr = "10.0.0.7";
   rq.diagnostics = false;
+  return rq;
+}
+
+void route_into_bench(benchmark::State& state, const char* which, bool handshake,
+                      const char* target, const char* expect_uri) {
+  std::shared_ptr<const config::snapshot> c = std::string_view(which) == "variables"
+                                                  ? load_text(kVariablesConfig, "variables.conf")
+                                                  : load_example(which);
+  routing::request_info rq = handshake ? seed_handshake(false) : plain_get();
+  rq.target = target;
   routing::decision d;
-  routing::route_into(*c, rq, d);
+  routing::route_into(*c, rq, d);  // warm-up
   if (d.what != routing::action::proxy || d.upstream.uri != expect_uri)
     die(std::string(which) + ": upstream URI is \"" + d.upstream.uri + "\", expected \"" +
         expect_uri + "\"");
@@ -378,14 +365,16 @@ BENCHMARK_CAPTURE(route_bench, variables_nodiag, "variables", false,
                   "/voice/simple-voice-chat?lang=ar");
 BENCHMARK_CAPTURE(route_bench, variables_diag, "variables", true,
                   "/voice/simple-voice-chat?lang=ar");
-BENCHMARK_CAPTURE(route_into_bench, reused_uri_part, "seed-fixed.conf", kSeedUri, kSeedUri);
-BENCHMARK_CAPTURE(route_into_bench, reused_no_uri_part, "seed-broken.conf", kSeedUri, kSeedUri);
-BENCHMARK_CAPTURE(route_into_bench, reused_variables, "variables", kSeedUri,
+BENCHMARK_CAPTURE(route_into_bench, reused_uri_part, "seed-fixed.conf", true, kSeedUri, kSeedUri);
+BENCHMARK_CAPTURE(route_into_bench, reused_no_uri_part, "seed-broken.conf", true, kSeedUri,
+                  kSeedUri);
+BENCHMARK_CAPTURE(route_into_bench, reused_variables, "variables", true, kSeedUri,
                   "/voice/simple-voice-chat?lang=ar");
-BENCHMARK_CAPTURE(route_into_plain_get, reused_seed_fixed, "seed-fixed.conf",
-                  "/api/v1/ws/status?language=ar");
-BENCHMARK_CAPTURE(route_into_plain_get, reused_seed_broken, "seed-broken.conf",
-                  "/api/v1/ws/status?language=ar");
+const char* kStatusUri = "/api/v1/ws/status?language=ar";
+BENCHMARK_CAPTURE(route_into_bench, plain_get_seed_fixed, "seed-fixed.conf", false, kStatusUri,
+                  kStatusUri);
+BENCHMARK_CAPTURE(route_into_bench, plain_get_seed_broken, "seed-broken.conf", false, kStatusUri,
+                  kStatusUri);
 
 }  // namespace
 
