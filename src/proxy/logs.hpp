@@ -30,7 +30,8 @@ struct error_sink {
 error_sink open_error_sink(const std::string& path, log_level level);
 void log_error(const error_sink& sink, log_level level, std::string_view message);
 
-// An access log file, shared by every location naming the same path.
+// A log file (an access log, or a level's error_log through open_error_sink), shared by every
+// level naming the same path.
 int access_log_fd(const std::string& path);  // opened on first use; -1 on failure
 void write_access_log(int fd, std::string_view line);
 

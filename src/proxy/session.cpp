@@ -49,32 +49,29 @@ constexpr size_t kBodyRead = 16 * 1024;
 constexpr size_t kBodyLimit = 64 * 1024;
 constexpr std::string_view kCrlf = "\r\n";
 
-// The Date header, formatted once a second per thread.
-std::string_view http_date() {
+// The clock formatted once a second per thread: the Date header (GMT) or $time_local.
+template <bool local>
+std::string_view formatted_now() {
   thread_local std::time_t last = 0;
   thread_local char text[40];
   const std::time_t now = std::time(nullptr);
   if (now != last) {
     std::tm tm{};
-    gmtime_r(&now, &tm);
-    std::strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    if (local)
+      localtime_r(&now, &tm);
+    else
+      gmtime_r(&now, &tm);
+    std::strftime(text, sizeof text, local ? "%d/%b/%Y:%H:%M:%S %z" : "%a, %d %b %Y %H:%M:%S GMT",
+                  &tm);
     last = now;
   }
   return text;
 }
-
-// $time_local, formatted once a second per thread (as the Date header).
+std::string_view http_date() {
+  return formatted_now<false>();
+}
 std::string_view local_time() {
-  thread_local std::time_t last = 0;
-  thread_local char text[40];
-  const std::time_t now = std::time(nullptr);
-  if (now != last) {
-    std::tm tm{};
-    localtime_r(&now, &tm);
-    std::strftime(text, sizeof text, "%d/%b/%Y:%H:%M:%S %z", &tm);
-    last = now;
-  }
-  return text;
+  return formatted_now<true>();
 }
 
 // A number appended without a temporary string.
