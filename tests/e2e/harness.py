@@ -67,6 +67,18 @@ class VoiceService:
         return self.proc.returncode
 
 
+
+class VoiceServiceCase(unittest.TestCase):
+    """Tests sharing one voice-service (cls.svc), started once for the class."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.svc = VoiceService()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.svc.stop()
+
 def proxy_config(config_name, port, backend_port, extra_server="", extra_http=""):
     """One of examples/configs/*.conf with its listen port and backend address rewritten for a test."""
     with open(os.path.join(SOURCE_DIR, "examples", "configs", config_name)) as f:

@@ -7,7 +7,7 @@ import unittest
 
 import websockets
 
-from harness import VoiceService, main
+from harness import VoiceServiceCase, main
 
 NODE_CLIENT = r"""
 const WebSocket = require('ws');
@@ -28,14 +28,7 @@ ws.on('error', (e) => { console.log(JSON.stringify({error: String(e), seen})); p
 """
 
 
-class ClientsTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.svc = VoiceService()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.svc.stop()
+class ClientsTest(VoiceServiceCase):
 
     def test_python_websockets_ping_pong(self):
         async def run():

@@ -6,20 +6,13 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import Nginx, VoiceService, free_port, probe, probe_json, received, wav_stats, main
+from harness import Nginx, VoiceService, VoiceServiceCase, free_port, probe, probe_json, received, wav_stats, main
 
 WS_PATH = "/api/v1/ws/simple-voice-chat?language=ar&voice_type=female"
 STATUS_PATH = "/api/v1/ws/simple-voice-chat/status"
 
 
-class NginxSeedConfigsTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.svc = VoiceService()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.svc.stop()
+class NginxSeedConfigsTest(VoiceServiceCase):
 
     def with_nginx(self, name, **kw):
         nginx = Nginx(name, self.svc.port, **kw)

@@ -10,7 +10,7 @@ import unittest
 
 import websockets
 
-from harness import VoiceService, probe, probe_json, received, wav_stats, main
+from harness import VoiceService, VoiceServiceCase, probe, probe_json, received, wav_stats, main
 
 
 def http_get(port, path, headers=None):
@@ -22,14 +22,7 @@ def http_get(port, path, headers=None):
     return r.status, dict(r.getheaders()), body
 
 
-class VoiceServiceTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.svc = VoiceService()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.svc.stop()
+class VoiceServiceTest(VoiceServiceCase):
 
     def speak(self, query, text):
         with tempfile.TemporaryDirectory() as d:

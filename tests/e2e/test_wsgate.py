@@ -14,7 +14,7 @@ import zlib
 import websockets
 
 import test_clients
-from harness import WSGATE, Nginx, VoiceService, Wsgate, probe, probe_json, received, wav_stats, main
+from harness import WSGATE, Nginx, VoiceService, VoiceServiceCase, Wsgate, probe, probe_json, received, wav_stats, main
 
 CONFIGS = ["seed-broken.conf", "seed-fixed.conf", "recommended.conf"]
 SEED_CONFIGS = ["seed-broken.conf", "seed-fixed.conf"]
@@ -30,14 +30,7 @@ def config_path(name):
     return os.path.join(os.environ.get("WSGATE_SOURCE_DIR", "../.."), "examples", "configs", name)
 
 
-class WsgateSeedConfigsTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.svc = VoiceService()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.svc.stop()
+class WsgateSeedConfigsTest(VoiceServiceCase):
 
     def start(self, cls, config):
         proxy = cls(config, self.svc.port)
