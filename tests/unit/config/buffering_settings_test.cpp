@@ -3,17 +3,14 @@
 #include <gtest/gtest.h>
 
 #include "config/loader.hpp"
+#include "test_util.hpp"
 
 namespace wsgate::config {
 namespace {
 
 using namespace std::chrono_literals;
 
-std::shared_ptr<const snapshot> load_ok(std::string_view text) {
-  auto r = load_text(text, "test.conf");
-  EXPECT_FALSE(r.error) << r.error->format();
-  return r.config;
-}
+using test::load_ok;
 
 TEST(BufferingSettings, Defaults) {
   auto c = load_ok("events {} http { server { location / { proxy_pass http://b; } } }");

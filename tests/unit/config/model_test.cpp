@@ -10,11 +10,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::shared_ptr<const snapshot> load_ok(std::string_view text) {
-  auto r = load_text(text, "test.conf");
-  EXPECT_FALSE(r.error) << r.error->format();
-  return r.config;
-}
+using test::load_ok;
 
 const server& first_server(const snapshot& c) {
   return *c.http->servers.at(0);

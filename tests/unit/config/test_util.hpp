@@ -1,6 +1,7 @@
 // Helpers for the config tests: temporary files and running Debian's nginx on the same text.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -35,6 +36,13 @@ class temp_dir {
  private:
   std::filesystem::path path_;
 };
+
+// A configuration text that must load (the test fails with the error otherwise).
+inline std::shared_ptr<const snapshot> load_ok(std::string_view text) {
+  auto r = load_text(text, "test.conf");
+  EXPECT_FALSE(r.error) << r.error->format();
+  return r.config;
+}
 
 inline load_result load_path(const std::string& path, const std::string& globals = {}) {
   load_options o;
