@@ -30,9 +30,11 @@ class Wsgate:
     def __init__(self, binary, workdir, conf_path, port):
         self.workdir = workdir
         self.log = os.path.join(workdir, "wsgate.stderr")
+        # The case's config names error.log, which nginx wrote to before: wsgate's lines follow.
+        self.error_log = os.path.join(workdir, "error.log")
+        self.error_log_from = os.path.getsize(self.error_log) if os.path.exists(self.error_log) else 0
         self.err = open(self.log, "wb")
-        self.proc = subprocess.Popen([binary, "-c", conf_path, "-g", "daemon off;", "-e",
-                                      os.path.join(workdir, "wsgate-error.log")],
+        self.proc = subprocess.Popen([binary, "-c", conf_path, "-g", "daemon off;"],
                                      stdout=self.err, stderr=self.err, start_new_session=True)
         deadline = time.monotonic() + 5
         while True:
@@ -60,10 +62,11 @@ class Wsgate:
             self.err.close()
 
     def alerts(self):
-        path = os.path.join(self.workdir, "wsgate-error.log")
-        if not os.path.exists(path):
+        if not os.path.exists(self.error_log):
             return []
-        return [l for l in open(path, errors="replace") if "[alert]" in l or "[emerg]" in l]
+        with open(self.error_log, errors="replace") as f:
+            f.seek(self.error_log_from)
+            return [l for l in f if "[alert]" in l or "[emerg]" in l]
 
 
 def observe(port, req, upstreams):
