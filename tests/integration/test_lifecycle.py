@@ -102,8 +102,8 @@ class Lifecycle(WsgateCase):
             line = f.read()
         self.assertRegex(line, r'^127\.0\.0\.1 - - \[[^\]]+\] "GET /after HTTP/1\.1" 200 3 "-" "-"\n$')
 
-    def test_daemon_mode_and_e_flag(self):
-        w = self.wsgate(conf("daemon"), daemon=True, args=["-e", "stderr"])
+    def test_daemon_mode(self):
+        w = self.wsgate(conf("daemon"), daemon=True)
         self.assertEqual(w.proc.wait(5), 0)  # the starting process returns at once
         self.assertNotEqual(w.pid(), w.proc.pid)
         self.assertEqual(body_of(w.port), (200, b"daemon"))
