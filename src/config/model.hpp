@@ -254,7 +254,7 @@ struct log_format {
 
 struct http_block {
   std::vector<std::unique_ptr<server>> servers;
-  std::map<std::string, upstream> upstreams;
+  std::map<std::string, upstream, std::less<>> upstreams;  // found by string_view too
   std::vector<map_block> maps;
   std::vector<log_format> log_formats;
   location_settings settings;  // http-level values, merged into servers and locations

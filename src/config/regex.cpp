@@ -104,14 +104,16 @@ bool regex::match(std::string_view subject, std::vector<std::pair<int, int>>& of
 }
 
 bool regex::match(std::string_view subject, std::vector<std::string_view>& captures) const {
-  std::vector<std::pair<int, int>> offsets;
+  // Read straight from the match data: a reused vector makes no allocation per match.
   captures.clear();
-  if (!match(subject, offsets)) return false;
-  for (auto [b, e] : offsets) {
-    if (b < 0)
-      captures.emplace_back();
+  const int rc = run(subject);
+  if (rc < 0) return false;
+  const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(tls_match.data);
+  for (int i = 0; i <= captures_; ++i) {
+    if (i < rc && ov[2 * i] != PCRE2_UNSET)
+      captures.push_back(subject.substr(ov[2 * i], ov[2 * i + 1] - ov[2 * i]));
     else
-      captures.push_back(subject.substr(static_cast<size_t>(b), static_cast<size_t>(e - b)));
+      captures.emplace_back();
   }
   return true;
 }

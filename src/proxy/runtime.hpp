@@ -71,4 +71,7 @@ runtime_result build_runtime(std::shared_ptr<const config::snapshot> config);
 // Resolves host:port now (numeric addresses without DNS); empty on failure.
 std::vector<socket_address> resolve(const std::string& host, uint16_t port, bool passive = false);
 
+// True when host is an IPv4 or IPv6 literal ("[::1]" too): its address never changes.
+bool is_numeric_host(std::string_view host);
+
 }  // namespace wsgate::proxy

@@ -295,6 +295,9 @@ class session {
   std::unordered_set<tcp::socket*>::node_type idle_node_;
   std::unique_ptr<upstream_conn> spare_upstream_;
   std::vector<http::header_field> spare_fields_;  // the upstream response's header list
+  // proxy_pass with variables: the last numeric address resolved, kept while requests name it.
+  std::string dynamic_key_;
+  std::vector<socket_address> dynamic_peers_;
 };
 
 session::session(std::shared_ptr<connection_state> st) : s_(std::move(st)), w_(s_->w) {
@@ -828,16 +831,18 @@ awaitable<upstream_failure> session::connect_upstream(const routing::decision& d
     append_number(key, up.port);
   }
   const peer_group* g = rt_->find(key);
-  std::vector<socket_address> dynamic;
-  if (!g) {
-    // proxy_pass with variables: numeric addresses and names the system resolver knows.
-    dynamic = resolve(up.host, up.port ? up.port : 80);
-    if (dynamic.empty()) {
+  if (!g && key != dynamic_key_) {
+    // proxy_pass with variables: numeric addresses and names the system resolver knows. A
+    // numeric address is kept for the next request (a name is looked up again each time).
+    dynamic_key_.clear();
+    dynamic_peers_ = resolve(up.host, up.port ? up.port : 80);
+    if (dynamic_peers_.empty()) {
       log(log_level::error, "no resolver defined to resolve " + up.host + error_context());
       co_return upstream_failure::error;
     }
+    if (is_numeric_host(up.host)) dynamic_key_.assign(key);
   }
-  const auto& peers = g ? g->peers : dynamic;
+  const auto& peers = g ? g->peers : dynamic_peers_;
   if (peers.empty()) co_return upstream_failure::error;
 
   const unsigned start = g ? g->next.fetch_add(1, std::memory_order_relaxed) : 0;

@@ -267,8 +267,9 @@ warning& add_warning(decision& d) {
   return d.warnings.back();
 }
 
+// Views into the evaluated URL (which the caller keeps), so parsing makes no allocation.
 struct parsed_url {
-  std::string scheme, host, port_text, uri;
+  std::string_view scheme, host, port_text, uri;
   bool has_uri = false;
   uint16_t port = 0;
   bool ok = false;
@@ -290,12 +291,11 @@ parsed_url parse_proxy_url(std::string_view url) {
   std::string_view authority = url.substr(0, end);
   if (end != std::string_view::npos) {
     p.has_uri = true;
-    p.uri = std::string(url.substr(end));
-    if (p.uri.front() == '?') p.uri.insert(p.uri.begin(), '/');
+    p.uri = url.substr(end);  // "?a" stands for "/?a": the caller adds the '/'
   }
   size_t colon = authority.rfind(':');
   if (colon != std::string_view::npos && authority.find(']', colon) == std::string_view::npos) {
-    p.port_text = std::string(authority.substr(colon + 1));
+    p.port_text = authority.substr(colon + 1);
     authority = authority.substr(0, colon);
     int port = 0;
     for (char c : p.port_text) {
@@ -306,7 +306,7 @@ parsed_url parse_proxy_url(std::string_view url) {
     if (p.port_text.empty() || port == 0) return p;
     p.port = static_cast<uint16_t>(port);
   }
-  p.host = std::string(authority);
+  p.host = authority;
   p.ok = !p.host.empty();
   return p;
 }
@@ -361,11 +361,13 @@ void build_upstream(decision& d, const config::location& loc, const request_info
 
   // Where to: the static URL parsed at load, or the URL evaluated now.
   std::string_view uri_part;  // nginx's ctx->vars.uri
-  std::string variable_uri_part;
   bool has_uri_part = false;
   const bool variable_url = pp.url.has_variables();
   if (variable_url) {
-    const std::string url = evaluate(pp.url, ctx);
+    // Evaluated into per-thread strings that the views of parsed_url and uri_part point into.
+    thread_local std::string url, variable_uri_part;
+    url.clear();
+    evaluate_into(pp.url, ctx, url);
     parsed_url p = parse_proxy_url(url);
     if (!p.ok) {
       d.what = action::respond;
@@ -387,8 +389,11 @@ void build_upstream(decision& d, const config::location& loc, const request_info
     }
     set_proxy_vars(ctx, p.scheme, p.host, p.port, p.port != 0);
     has_uri_part = p.has_uri;
-    variable_uri_part = std::move(p.uri);
-    uri_part = variable_uri_part;
+    uri_part = p.uri;
+    if (uri_part.starts_with('?')) {  // "http://h?a" sends "/?a"
+      variable_uri_part.assign("/").append(p.uri);
+      uri_part = variable_uri_part;
+    }
   } else {
     up.scheme.assign(pp.scheme.empty() ? std::string_view("http") : std::string_view(pp.scheme));
     up.host.assign(pp.host);
@@ -591,8 +596,7 @@ struct scratch {
     ctx.uri.clear();
     ctx.args.clear();
     ctx.request_uri.clear();
-    ctx.captures.clear();
-    ctx.named_captures.clear();
+    ctx.ncaptures = ctx.nnamed = 0;
     ctx.proxy_host.clear();
     ctx.proxy_port.clear();
     ctx.map_depth = 0;

@@ -162,7 +162,12 @@ bool starts_with_icase(std::string_view s, std::string_view prefix) {
 
 }  // namespace
 
-std::optional<std::string> find_arg(std::string_view args, std::string_view name) {
+namespace {
+
+constexpr int kMaxMapDepth = 16;
+
+// The raw value of the first "name=" argument, as a view into args.
+std::optional<std::string_view> arg_view(std::string_view args, std::string_view name) {
   size_t pos = 0;
   while (pos < args.size()) {
     size_t end = args.find('&', pos);
@@ -170,9 +175,16 @@ std::optional<std::string> find_arg(std::string_view args, std::string_view name
     std::string_view item = args.substr(pos, end - pos);
     if (item.size() > name.size() && item[name.size()] == '=' &&
         iequals(item.substr(0, name.size()), name))
-      return std::string(item.substr(name.size() + 1));
+      return item.substr(name.size() + 1);
     pos = end + 1;
   }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::string> find_arg(std::string_view args, std::string_view name) {
+  if (auto v = arg_view(args, name)) return std::string(*v);
   return std::nullopt;
 }
 
@@ -180,17 +192,37 @@ void set_captures(eval_context& ctx, const config::regex& re, std::string_view s
   thread_local std::vector<std::string_view> caps;  // kept: no allocation per match
   caps.clear();
   if (!re.match(subject, caps)) return;
-  ctx.captures.assign(caps.begin(), caps.end());
-  ctx.named_captures.clear();
-  for (const auto& [name, group] : re.names())
-    if (group >= 0 && static_cast<size_t>(group) < caps.size())
-      ctx.named_captures.emplace_back(name, std::string(caps[static_cast<size_t>(group)]));
+  // Assigned over the strings already there: a reused context keeps their capacity.
+  if (ctx.captures.size() < caps.size()) ctx.captures.resize(caps.size());
+  for (size_t i = 0; i < caps.size(); ++i) ctx.captures[i].assign(caps[i]);
+  ctx.ncaptures = caps.size();
+  ctx.nnamed = 0;
+  for (const auto& [name, group] : re.names()) {
+    if (group < 0 || static_cast<size_t>(group) >= caps.size()) continue;
+    if (ctx.nnamed == ctx.named_captures.size()) ctx.named_captures.emplace_back();
+    ctx.named_captures[ctx.nnamed].first.assign(name);
+    ctx.named_captures[ctx.nnamed].second.assign(caps[static_cast<size_t>(group)]);
+    ++ctx.nnamed;
+  }
 }
 
-std::string evaluate_map(const config::map_block& map, eval_context& ctx) {
-  std::string key = evaluate(map.source, ctx);
+void evaluate_map_into(const config::map_block& map, eval_context& ctx, std::string& out) {
+  // The key and its lower-case copy live in per-thread scratch, one pair per nesting level (a
+  // map's source or value may name another map): a reused string makes no allocation per request.
+  thread_local std::array<std::pair<std::string, std::string>, kMaxMapDepth> scratch;
+  if (ctx.map_depth < 0 || ctx.map_depth >= kMaxMapDepth) return;  // a map that refers to itself
+  auto& [key, low] = scratch[static_cast<size_t>(ctx.map_depth)];
+  struct depth_guard {
+    int& depth;
+    explicit depth_guard(int& d) : depth(d) { ++depth; }
+    ~depth_guard() { --depth; }
+    depth_guard(const depth_guard&) = delete;
+    depth_guard& operator=(const depth_guard&) = delete;
+  } guard(ctx.map_depth);
+  key.clear();
+  evaluate_into(map.source, ctx, key);
   if (map.hostnames && !key.empty() && key.back() == '.') key.pop_back();
-  std::string low = key;
+  low.assign(key);
   for (auto& c : low) c = ascii_lower(c);
 
   const config::template_string* found = nullptr;
@@ -233,11 +265,12 @@ std::string evaluate_map(const config::map_block& map, eval_context& ctx) {
     }
   }
   if (!found && map.default_value) found = &*map.default_value;
-  if (!found) return "";
-  if (ctx.map_depth > 16) return "";
-  ++ctx.map_depth;
-  std::string out = evaluate(*found, ctx);
-  --ctx.map_depth;
+  if (found) evaluate_into(*found, ctx, out);
+}
+
+std::string evaluate_map(const config::map_block& map, eval_context& ctx) {
+  std::string out;
+  evaluate_map_into(map, ctx, out);
   return out;
 }
 
@@ -248,12 +281,13 @@ std::optional<std::string> variable(std::string_view name, eval_context& ctx) {
 
   if (!name.empty() &&
       std::all_of(name.begin(), name.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-    const size_t n = static_cast<size_t>(std::stoul(std::string(name)));
-    if (n < ctx.captures.size()) return ctx.captures[n];
+    size_t n = 0;
+    const auto r = std::from_chars(name.data(), name.data() + name.size(), n);
+    if (r.ec == std::errc{} && n < ctx.ncaptures) return ctx.captures[n];
     return std::nullopt;
   }
-  for (const auto& [cname, value] : ctx.named_captures)
-    if (cname == name) return value;
+  for (size_t i = 0; i < ctx.nnamed; ++i)
+    if (ctx.named_captures[i].first == name) return ctx.named_captures[i].second;
 
   const request_info& rq = *ctx.request;
   if (name == "host") return ctx.host;
@@ -319,31 +353,48 @@ void append_number(std::string& out, unsigned v) {
 }  // namespace
 
 bool append_variable(std::string_view name, eval_context& ctx, std::string& out) {
-  // Maps and captures may shadow the names below: those go the general way.
-  const bool shadowed = (ctx.config && ctx.config->http && !ctx.config->http->maps.empty()) ||
-                        !ctx.named_captures.empty() ||
-                        (!name.empty() && name[0] >= '0' && name[0] <= '9');
-  if (!shadowed) {
-    const request_info& rq = *ctx.request;
-    if (name == "host") return out += ctx.host, true;
-    if (starts_with_icase(name, "http_")) return append_header_variable(ctx, name.substr(5), out);
-    if (name == "remote_addr") return out += rq.remote_addr, true;
-    if (name == "scheme") return out += rq.tls ? "https" : "http", true;
-    if (name == "proxy_add_x_forwarded_for") {
-      if (append_header_variable(ctx, "x_forwarded_for", out)) out += ", ";
-      out += rq.remote_addr;
-      return true;
-    }
-    if (name == "request_uri") return out += ctx.request_uri, true;
-    if (name == "uri" || name == "document_uri") return out += ctx.uri, true;
-    if (name == "args" || name == "query_string") return out += ctx.args, true;
-    if (name == "proxy_host") return out += ctx.proxy_host, true;
-    if (name == "proxy_port") return out += ctx.proxy_port, true;
-    if (name == "remote_port") return append_number(out, rq.remote_port), true;
-    if (name == "server_port") return append_number(out, rq.local_port), true;
-    if (name == "server_addr") return out += rq.local_addr, true;
-    if (name == "request_method") return out += rq.method, true;
+  // The order of variable(): a map result or a capture shadows the built-in of the same name.
+  if (ctx.config && ctx.config->http)
+    for (const auto& m : ctx.config->http->maps)
+      if (iequals(m.result, name)) return evaluate_map_into(m, ctx, out), true;
+  if (!name.empty() &&
+      std::all_of(name.begin(), name.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    size_t n = 0;
+    const auto r = std::from_chars(name.data(), name.data() + name.size(), n);
+    if (r.ec != std::errc{} || n >= ctx.ncaptures) return false;
+    return out += ctx.captures[n], true;
   }
+  for (size_t i = 0; i < ctx.nnamed; ++i)
+    if (ctx.named_captures[i].first == name) return out += ctx.named_captures[i].second, true;
+
+  const request_info& rq = *ctx.request;
+  if (name == "host") return out += ctx.host, true;
+  if (starts_with_icase(name, "http_")) return append_header_variable(ctx, name.substr(5), out);
+  if (starts_with_icase(name, "arg_")) {
+    auto v = arg_view(ctx.args, name.substr(4));
+    if (v) out += *v;
+    return v.has_value();
+  }
+  if (name == "remote_addr") return out += rq.remote_addr, true;
+  if (name == "scheme") return out += rq.tls ? "https" : "http", true;
+  if (name == "proxy_add_x_forwarded_for") {
+    if (append_header_variable(ctx, "x_forwarded_for", out)) out += ", ";
+    out += rq.remote_addr;
+    return true;
+  }
+  if (name == "request_uri") return out += ctx.request_uri, true;
+  if (name == "uri" || name == "document_uri") return out += ctx.uri, true;
+  if (name == "args" || name == "query_string") return out += ctx.args, true;
+  if (name == "is_args") return out += ctx.args.empty() ? "" : "?", true;
+  if (name == "proxy_host") return out += ctx.proxy_host, true;
+  if (name == "proxy_port") return out += ctx.proxy_port, true;
+  if (name == "remote_port") return append_number(out, rq.remote_port), true;
+  if (name == "server_port") return append_number(out, rq.local_port), true;
+  if (name == "server_addr") return out += rq.local_addr, true;
+  if (name == "request_method") return out += rq.method, true;
+  if (name == "content_length") return append_header_variable(ctx, "content_length", out);
+  if (name == "content_type") return append_header_variable(ctx, "content_type", out);
+  // The rest (rarely on a per-request path) the general way.
   auto v = variable(name, ctx);
   if (!v) return false;
   out += *v;

@@ -19,13 +19,16 @@ struct eval_context {
   const config::server* server = nullptr;
   // The client's headers nginx keeps (invalid names dropped): views into request_info.
   std::vector<std::pair<std::string_view, std::string_view>> headers;
-  std::string host;                   // $host
-  std::string request_host;           // the request's own host (target or Host header), "" if none
-  std::string uri;                    // $uri (decoded, current)
-  std::string args;                   // $args
-  std::string request_uri;            // $request_uri (as received)
-  std::vector<std::string> captures;  // $0..$N of the last regex that matched
-  std::vector<std::pair<std::string, std::string>> named_captures;  // (?<name>...)
+  std::string host;          // $host
+  std::string request_host;  // the request's own host (target or Host header), "" if none
+  std::string uri;           // $uri (decoded, current)
+  std::string args;          // $args
+  std::string request_uri;   // $request_uri (as received)
+  // $0..$N of the last regex that matched, and its (?<name>...) groups: the first ncaptures and
+  // nnamed entries are in use; the rest keep their capacity for the next request.
+  std::vector<std::string> captures;
+  std::vector<std::pair<std::string, std::string>> named_captures;
+  size_t ncaptures = 0, nnamed = 0;
   std::string proxy_host, proxy_port;  // $proxy_host, $proxy_port ("" before proxy_pass)
   int map_depth = 0;                   // guards a map whose value refers to itself
 };
@@ -37,8 +40,9 @@ std::optional<std::string> variable(std::string_view name, eval_context& ctx);
 std::string evaluate(const config::template_string& t, eval_context& ctx);
 
 // The same appended to `out`. The variables the data path reads per request ($host,
-// $remote_addr, $scheme, $http_*, $proxy_add_x_forwarded_for, $uri, ...) are copied straight
-// into `out`, so a reused `out` makes no allocation; the others go through variable().
+// $remote_addr, $scheme, $http_*, $arg_*, $proxy_add_x_forwarded_for, $uri, map results,
+// captures, ...) are copied straight into `out`, so a reused `out` makes no allocation; the
+// others go through variable().
 void evaluate_into(const config::template_string& t, eval_context& ctx, std::string& out);
 // variable() appended to `out`; false when not found (nothing appended).
 bool append_variable(std::string_view name, eval_context& ctx, std::string& out);
@@ -56,5 +60,7 @@ std::optional<std::string> find_arg(std::string_view args, std::string_view name
 
 // Evaluates map $source $result (exact, hostnames wildcards, regex in order, default).
 std::string evaluate_map(const config::map_block& map, eval_context& ctx);
+// The same appended to `out`; the key is built in per-thread scratch (no allocation once warm).
+void evaluate_map_into(const config::map_block& map, eval_context& ctx, std::string& out);
 
 }  // namespace wsgate::routing

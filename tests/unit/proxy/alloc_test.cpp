@@ -12,14 +12,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <new>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "config/loader.hpp"
@@ -97,6 +100,11 @@ class backend {
   }
   uint16_t port() const { return port_; }
   unsigned long requests() const { return requests_; }
+  // The head of the last request received (copied into a fixed buffer: no allocation).
+  std::string last_request() const {
+    std::lock_guard lock(mu_);
+    return std::string(last_, last_len_);
+  }
 
  private:
   void run() {
@@ -108,7 +116,12 @@ class backend {
       if (::poll(&p, 1, 100) <= 0) continue;
       const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
       if (c < 0) continue;
-      while (read_message(c, buf, sizeof buf) > 0) {
+      for (size_t n; (n = read_message(c, buf, sizeof buf)) > 0;) {
+        {
+          std::lock_guard lock(mu_);
+          last_len_ = std::min(n, sizeof last_);
+          std::memcpy(last_, buf, last_len_);
+        }
         ++requests_;
         if (::send(c, kResponse, sizeof kResponse - 1, MSG_NOSIGNAL) < 0) break;
       }
@@ -119,6 +132,9 @@ class backend {
   int fd_;
   std::atomic<bool> stop_{false};
   std::atomic<unsigned long> requests_{0};
+  mutable std::mutex mu_;
+  char last_[16384];
+  size_t last_len_ = 0;
   std::thread thread_;
 };
 
@@ -191,6 +207,8 @@ struct case_t {
   const char* request;        // sent 200 times on one connection
   const char* expect_status;  // the response's status line starts with it
   const char* expect_body;    // and ends with it
+  // Lines the upstream's last request must contain ("\n"-separated), when given.
+  const char* expect_upstream = nullptr;
 };
 
 void PrintTo(const case_t& c, std::ostream* os) {
@@ -202,9 +220,10 @@ class Allocations : public ::testing::TestWithParam<case_t> {};
 std::string seed_config(const char* file) {
   std::ifstream in(std::string(WSGATE_SOURCE_DIR) + "/examples/configs/" + file);
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  // The seed's ports become the test's; localhost:8000 is the backend on 127.0.0.1.
+  // The seed's ports become the test's; port 8000 is the backend on 127.0.0.1.
   for (auto [from, to] : {std::pair<std::string, std::string>{"127.0.0.1:8080", "127.0.0.1:LISTEN"},
                           {"localhost:8000", "127.0.0.1:BACKEND"},
+                          {"127.0.0.1:8000", "127.0.0.1:BACKEND"},
                           {"server_name localhost;", "server_name localhost; access_log LOG;"}})
     for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size()))
       text.replace(at, from.size(), to);
@@ -264,6 +283,16 @@ TEST_P(Allocations, SteadyStateKeepAliveRequestsMakeNone) {
   std::printf("[ %s ] first request: %lu allocations; requests %d..%d: %lu allocations\n", c.name,
               first, kWarmup + 1, kRequests, steady);
   EXPECT_EQ(steady, 0u) << "heap allocations on the hot path in steady state";
+  if (c.expect_upstream) {
+    const std::string got = up.last_request();
+    std::string_view want = c.expect_upstream;
+    while (!want.empty()) {
+      const size_t nl = want.find('\n');
+      const std::string line(want.substr(0, nl));
+      EXPECT_NE(got.find(line + "\r\n"), std::string::npos) << "upstream request:\n" << got;
+      want = nl == std::string_view::npos ? std::string_view{} : want.substr(nl + 1);
+    }
+  }
 
   // The access log got one line per request (the logging path was really taken).
   std::ifstream log(log_path);
@@ -304,7 +333,20 @@ INSTANTIATE_TEST_SUITE_P(
                " proxy_set_header Connection \"\"; proxy_set_header Host $host;"
                " proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;"
                " proxy_buffering off; } } }",
-               kGet, "HTTP/1.1 200", "hello\n"}),
+               kGet, "HTTP/1.1 200", "hello\n"},
+        case_t{"recommended, map connection_upgrade", "@recommended.conf", kGet, "HTTP/1.1 200",
+               "hello\n",
+               "GET /api/v1/ws/status?language=ar HTTP/1.1\nHost: localhost\nConnection: close"},
+        case_t{"regex captures, named capture, arg_ and a hostnames map",
+               "events {} http { map $host $tenant { hostnames; default none; .localhost lh;"
+               " ~^(?<first>[a-z]+) $first; }"
+               " server { listen 127.0.0.1:LISTEN; server_name localhost; access_log LOG;"
+               " location ~ ^/api/(?<ver>v[0-9]+)/(.*)$ {"
+               " proxy_pass http://127.0.0.1:BACKEND/$2?lang=$arg_language&v=$ver$is_args;"
+               " proxy_set_header X-Tenant $tenant; proxy_set_header X-Capture $1;"
+               " proxy_buffering off; } } }",
+               kGet, "HTTP/1.1 200", "hello\n",
+               "GET /ws/status?lang=ar&v=v1? HTTP/1.0\nX-Tenant: lh\nX-Capture: v1"}),
     [](const auto& param_info) {
       std::string n;
       for (const char* p = param_info.param.name; *p; ++p)
