@@ -96,6 +96,63 @@ TEST(RouteInto, ReusedDecisionMatchesFreshOneAcrossDifferentRequests) {
   }
 }
 
+// Map results (chained, with regex keys that capture) and location captures: a request without
+// captures after one with them reads as fresh, and nested maps keep their own keys.
+TEST(RouteInto, MapsAndCapturesDoNotLeakIntoTheNextRequest) {
+  auto c = test::server(R"(
+    location ~ ^/re/(?<id>[0-9]+)/(.*)$ {
+      proxy_pass http://127.0.0.1:9000/item/$id/$2?t=$tier&$args;
+      proxy_set_header X-Pool $pool;
+      proxy_set_header X-Section $section;
+      proxy_set_header X-Both "$pool-$tier-$1";
+    }
+    location / {
+      proxy_pass http://127.0.0.1:9000;
+      proxy_set_header X-Pool $pool;
+      proxy_set_header X-Section $section;
+      proxy_set_header X-Both "$pool-$tier-$1-$id";
+    }
+  )",
+                        "map $http_x_tier $tier { default basic; gold premium; }\n"
+                        "map $tier $pool { premium fast; default slow; }\n"
+                        "map $uri $section { ~^/(?<sec>[a-z]+)/ $sec; default none; }");
+  ASSERT_TRUE(c);
+  using hl = header_list;
+  const request_info gold =
+      test::req("/re/42/deep/path?a=1", hl{{"Host", "localhost"}, {"X-Tier", "gold"}});
+  const request_info plain = test::req("/plain/x");
+  const request_info root = test::req("/");
+  {
+    auto d = route(*c, gold);
+    EXPECT_EQ(d.upstream.uri, "/item/42/deep/path?t=premium&a=1");
+    EXPECT_EQ(test::header(d, "X-Pool"), "fast");
+    EXPECT_EQ(test::header(d, "X-Section"), "re");
+    // $1 after $section's regex: that map's match replaced the location's captures.
+    EXPECT_EQ(test::header(d, "X-Both"), "fast-premium-re");
+  }
+  {
+    auto d = route(*c, root);
+    EXPECT_EQ(test::header(d, "X-Section"), "none");
+    EXPECT_EQ(test::header(d, "X-Both"), "slow-basic--");
+  }
+  decision reused;
+  for (const auto* first : {&gold, &plain, &root})
+    for (const auto* second : {&gold, &plain, &root}) {
+      SCOPED_TRACE(first->target + " then " + second->target);
+      route_into(*c, *first, reused);
+      expect_same(route(*c, *first), reused);
+      route_into(*c, *second, reused);
+      expect_same(route(*c, *second), reused);
+    }
+  request_info rq = gold;
+  rq.diagnostics = false;
+  decision d;
+  for (int i = 0; i < 3; ++i) route_into(*c, rq, d);  // warm-up
+  const unsigned long before = counted_new::calls.load();
+  for (int i = 0; i < 100; ++i) route_into(*c, rq, d);
+  EXPECT_EQ(counted_new::calls.load() - before, 0u);
+}
+
 // The proxy and return cases of the data path allocate nothing once the decision is warm.
 TEST(RouteInto, WarmDecisionMakesNoAllocation) {
   auto c = test::server(R"(
