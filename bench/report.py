@@ -3,8 +3,8 @@
 each) into the side-by-side table: medians over rounds and the ratio wsgate/peer, with the CPU per operation of the proxy and of the load side
 (wsgate-bench + wsgate-echo) next to each other. Warns when "direct" (no proxy) is not at least
 --headroom times the best proxy: the load side, not the proxy, then sets the pace and the ratios
-are capped. With --quick-check, exits 1 when wsgate's WebSocket messages/s median is below
-nginx's."""
+are capped. With --gate, reads only the quick check's pairs (gate-nginx, gate-wsgate: WebSocket
+64 B runs made back to back) and exits 1 when the median of the ratios wsgate/nginx is below 1."""
 import argparse
 import json
 import os
@@ -12,18 +12,33 @@ import statistics
 import sys
 
 
+def round_files(d):
+    """ROUND.json names in round order (10 after 9)."""
+    names = [n for n in os.listdir(d) if n.endswith(".json")]
+    return sorted(names, key=lambda n: (int(n[:-5]) if n[:-5].isdigit() else 1 << 30, n))
+
+
 def load(results, proxy, case):
     d = os.path.join(results, proxy, case)
     runs = []
     if not os.path.isdir(d):
         return runs
-    for name in sorted(os.listdir(d)):
+    for name in round_files(d):
         try:
             with open(os.path.join(d, name)) as f:
                 runs.append(json.load(f))
         except (OSError, ValueError):
             runs.append({"failed": True})
+        runs[-1]["_round"] = name[:-5]
     return runs
+
+
+def paired_ratios(results, a, b, case, pick):
+    """a/b per round, for the rounds where both have a valid result: the two run back to back in
+    a round, so a slow stretch of the machine hits both and cancels out of the ratio."""
+    bs = {r["_round"]: r for r in load(results, b, case) if ok(r) and pick(r)}
+    return [pick(r) / pick(bs[r["_round"]]) for r in load(results, a, case)
+            if ok(r) and pick(r) and r["_round"] in bs]
 
 
 def ok(run):
@@ -66,6 +81,29 @@ def headroom_report(table, rows, columns, headroom):
     return ("\nLoad-side headroom (direct against the best proxy):\n" + "\n".join(out) + "\n") if out else ""
 
 
+def gate(results):
+    """The quick check: wsgate/nginx WebSocket 64 B messages/s over pairs of runs made back to
+    back; exits 1 when the median of the pair ratios is below 1."""
+    def pick(r):
+        return r.get("per_second")
+    ratios = paired_ratios(results, "gate-wsgate", "gate-nginx", "ws64", pick)
+    bad = [r["_round"] for p in ["gate-wsgate", "gate-nginx"] for r in load(results, p, "ws64")
+           if not ok(r)]
+    if bad:
+        print(f"quick check: pairs {', '.join(sorted(set(bad)))} had errors and are left out")
+    if not ratios:
+        print("quick check: FAILED (no pair with valid WS 64 B results for both)")
+        return 1
+    w = statistics.median([pick(r) for r in load(results, "gate-wsgate", "ws64") if ok(r)])
+    n = statistics.median([pick(r) for r in load(results, "gate-nginx", "ws64") if ok(r)])
+    r = statistics.median(ratios)
+    verdict = "passed" if r >= 1.0 else "FAILED"
+    print(f"quick check: {verdict}: wsgate/nginx WS 64 B messages/s, median of {len(ratios)} pairs "
+          f"{r:.2f}× (pairs: {', '.join(f'{x:.2f}' for x in ratios)}; medians wsgate {w:,.0f}, "
+          f"nginx {n:,.0f})")
+    return 0 if r >= 1.0 else 1
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", required=True)
@@ -76,11 +114,14 @@ def main():
     ap.add_argument("--duration", type=float, default=5)
     ap.add_argument("--skipped", default="")
     ap.add_argument("--note", default="")
-    ap.add_argument("--quick-check", action="store_true")
+    ap.add_argument("--gate", action="store_true",
+                    help="the quick check's verdict from the gate-nginx/gate-wsgate pairs only")
     ap.add_argument("--out", default="")
     ap.add_argument("--headroom", type=float, default=1.5,
                     help="direct must reach this multiple of the best proxy, else a warning")
     a = ap.parse_args()
+    if a.gate:
+        return gate(a.results)
 
     proxies = a.proxies.split()
     columns = ["direct"] + [p for p in ["nginx", "haproxy", "wsgate"] if p in proxies]
@@ -193,18 +234,6 @@ def main():
         with open(a.out, "w") as f:
             f.write(text)
 
-    if a.quick_check:
-        label = rows[2][0]
-        w, n = table[(label, "wsgate")] if "wsgate" in columns else None, table.get((label, "nginx"))
-        if "wsgate" not in columns:
-            print("quick check: SKIPPED (wsgate cannot serve yet)")
-            return 0
-        if w is None or n is None:
-            print("quick check: FAILED (no valid WS 64 B result for wsgate or nginx)")
-            return 1
-        verdict = "passed" if w >= n else "FAILED"
-        print(f"quick check: {verdict}: wsgate {w:,.0f} vs nginx {n:,.0f} WS messages/s ({w / n:.2f}×)")
-        return 0 if w >= n else 1
     return 0
 
 

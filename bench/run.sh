@@ -10,8 +10,10 @@
 #   bench/run.sh [--quick] [--rounds N] [--duration SECS] [--proxies "nginx haproxy wsgate"]
 #                [--idle N] [--http-rate R] [--out FILE] [--strict]
 #
-#   --quick   ~1 minute for CI: nginx and wsgate only, HTTP and WS 64 B, 3 rounds of 2 s; exits 1
-#             if wsgate's WS messages/s falls below nginx's in that run.
+#   --quick   ~1.5 minutes for CI: nginx and wsgate only, HTTP and WS 64 B, 3 rounds of 2 s for the
+#             table, then the check: 10 pairs of WS 64 B runs, nginx and wsgate back to back (both
+#             running, order alternating); exits 1 if the median of the pairs' ratios wsgate/nginx
+#             of messages/s is below 1 (below after 10 pairs: 10 more, and all 20 decide).
 #   --strict  a wsgate that cannot serve yet is a failure (default: it is skipped with a message).
 # Binaries come from $WSGATE_BUILD_DIR (default build/); wsgate-bench and wsgate-echo from
 # $BENCH_BUILD_DIR (default: the same), built there if missing. Raw results stay in the printed
@@ -41,12 +43,13 @@ while (($#)); do
     --idle) idle_n=$2; shift ;;
     --http-rate) http_rate=$2; shift ;;
     --out) out=$2; shift ;;
-    -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "run.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
 cases="idle http_rps http_rate ws64 ws16k handshake"
+gate_pairs=10
 if ((quick)); then
   rounds=3
   duration=2
@@ -333,38 +336,84 @@ print(f"  round {sys.argv[4]} {sys.argv[2]:8} {sys.argv[3]:10} {j.get('per_secon
 EOF
 }
 
-echo "run.sh: $rounds round(s) of ${duration} s; proxies: $proxies (+ direct); cases: $cases; raw results in $results"
-for round in $(seq "$rounds"); do
-  for proxy in direct $proxies; do
-    if [[ $proxy == direct ]]; then
+run_rounds() {  # run_rounds FIRST LAST
+  local round proxy c
+  for round in $(seq "$1" "$2"); do
+    for proxy in direct $proxies; do
+      if [[ $proxy == direct ]]; then
+        for c in $cases; do
+          case $c in http_rps | http_rate | ws64 | ws16k | handshake)
+            run_case direct "$c" "$round" "http://127.0.0.1:$echo_port/" "ws://127.0.0.1:$echo_port/ws" ;;
+          esac
+        done
+        continue
+      fi
+      if ! start_proxy "$proxy"; then
+        echo "run.sh: $proxy did not start: $(tail -n 3 "$work/$proxy/stderr" | tr '\n' ' ')" >&2
+        exit 1
+      fi
       for c in $cases; do
-        case $c in http_rps | http_rate | ws64 | ws16k | handshake)
-          run_case direct "$c" "$round" "http://127.0.0.1:$echo_port/" "ws://127.0.0.1:$echo_port/ws" ;;
-        esac
+        run_case "$proxy" "$c" "$round" "http://127.0.0.1:$proxy_port/" "ws://127.0.0.1:$proxy_port/ws"
       done
-      continue
-    fi
-    if ! start_proxy "$proxy"; then
-      echo "run.sh: $proxy did not start: $(tail -n 3 "$work/$proxy/stderr" | tr '\n' ' ')" >&2
-      exit 1
-    fi
-    for c in $cases; do
-      run_case "$proxy" "$c" "$round" "http://127.0.0.1:$proxy_port/" "ws://127.0.0.1:$proxy_port/ws"
+      stop_proxy
     done
-    stop_proxy
   done
-done
+}
+report() {  # report ROUNDS: the table over every round so far; its exit status
+  local report_args=(--results "$results" --proxies "$proxies" --idle "$idle_n"
+    --http-rate "$http_rate" --rounds "$1" --duration "$duration")
+  [[ -n $wsgate_skip ]] && report_args+=(--skipped "wsgate: $wsgate_skip")
+  [[ -n $idle_note && " $cases " == *" idle "* ]] && report_args+=(--note "$idle_note")
+  [[ -n $out ]] && report_args+=(--out "$out")
+  python3 "$root/bench/report.py" "${report_args[@]}"
+}
 
-report_args=(--results "$results" --proxies "$proxies" --idle "$idle_n" --http-rate "$http_rate"
-  --rounds "$rounds" --duration "$duration")
-[[ -n $wsgate_skip ]] && report_args+=(--skipped "wsgate: $wsgate_skip")
-[[ -n $idle_note && " $cases " == *" idle "* ]] && report_args+=(--note "$idle_note")
-((quick)) && report_args+=(--quick-check)
-[[ -n $out ]] && report_args+=(--out "$out")
+# The quick check's verdict: nginx and wsgate both running, WS 64 B runs back to back in pairs
+# (the order alternating), so that the machine's slow and fast stretches, which move even the
+# direct figures by 20% between rounds here, fall on both halves of a pair.
+run_gate() {  # run_gate FIRST LAST: pairs into gate-nginx/ and gate-wsgate/
+  local i p n_pid n_port w_pid w_port order
+  start_proxy nginx || { echo "run.sh: nginx did not start" >&2; exit 1; }
+  n_pid=$proxy_pid n_port=$proxy_port
+  start_proxy wsgate || { echo "run.sh: wsgate did not start" >&2; exit 1; }
+  w_pid=$proxy_pid w_port=$proxy_port
+  for i in $(seq "$1" "$2"); do
+    order="nginx wsgate"
+    ((i % 2 == 0)) && order="wsgate nginx"
+    for p in $order; do
+      if [[ $p == nginx ]]; then proxy_pid=$n_pid proxy_port=$n_port; else proxy_pid=$w_pid proxy_port=$w_port; fi
+      run_case "gate-$p" ws64 "$i" "http://127.0.0.1:$proxy_port/" "ws://127.0.0.1:$proxy_port/ws"
+    done
+  done
+  proxy_pid=$n_pid proxy_port=$n_port
+  stop_proxy
+  proxy_pid=$w_pid proxy_port=$w_port
+  stop_proxy
+}
+
+echo "run.sh: $rounds round(s) of ${duration} s; proxies: $proxies (+ direct); cases: $cases; raw results in $results"
+run_rounds 1 "$rounds"
 set +e
-python3 "$root/bench/report.py" "${report_args[@]}"
+report "$rounds"
 rc=$?
 set -e
+if ((quick)) && [[ -z $wsgate_skip ]]; then
+  echo "run.sh: quick check: $gate_pairs pairs of WS 64 B runs, nginx and wsgate back to back"
+  run_gate 1 "$gate_pairs"
+  set +e
+  python3 "$root/bench/report.py" --results "$results" --gate
+  rc=$?
+  set -e
+  if ((rc == 1)); then
+    # A real regression stays below over twice the pairs; a slow stretch of the machine does not.
+    echo "run.sh: quick check: $gate_pairs more pairs decide (the verdict is taken over all $((gate_pairs * 2)))"
+    run_gate $((gate_pairs + 1)) $((gate_pairs * 2))
+    set +e
+    python3 "$root/bench/report.py" --results "$results" --gate
+    rc=$?
+    set -e
+  fi
+fi
 if ((rc == 0 && strict)) && [[ -n $wsgate_skip ]]; then
   echo "run.sh: --strict: wsgate was skipped" >&2
   rc=1

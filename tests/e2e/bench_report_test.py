@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """bench/report.py over synthetic results: medians, the load side's CPU per operation next to the
-proxy's, the warning when direct is not well above the best proxy, and the --quick-check verdict.
+proxy's, the warning when direct is not well above the best proxy, and the quick check's verdict (--gate).
     bench_report_test.py PATH/TO/report.py"""
 import json
 import os
@@ -65,15 +65,40 @@ class ReportTest(unittest.TestCase):
         self.assertIn("WARNING: WS 64 B messages/s", out)
         self.assertIn("1.25× the best proxy (nginx 56,000)", out)
 
-    def test_quick_check_fails_when_wsgate_is_below_nginx(self):
-        self.fill([90000] * 3, [50000] * 3, [40000] * 3)
-        rc, out = run(self.results, "--quick-check")
+    def gate(self, nginx_rates, wsgate_rates, errors_in=()):
+        for rnd, (n, w) in enumerate(zip(nginx_rates, wsgate_rates), 1):
+            write(self.results, "gate-nginx", "ws64", rnd, n, 0.5, 0.3, 1.0)
+            write(self.results, "gate-wsgate", "ws64", rnd, w, 0.5, 0.3, 1.0,
+                  errors=3 if rnd in errors_in else 0)
+        p = subprocess.run([sys.executable, REPORT, "--results", self.results, "--gate"],
+                           capture_output=True, text=True)
+        return p.returncode, p.stdout
+
+    def test_gate_fails_when_wsgate_is_below_nginx_in_most_pairs(self):
+        # Pair ratios 0.8, 0.9, 1.2, 0.95, 1.1: median 0.95.
+        rc, out = self.gate([50000, 50000, 50000, 40000, 50000], [40000, 45000, 60000, 38000, 55000])
         self.assertEqual(rc, 1, out)
         self.assertIn("quick check: FAILED", out)
-        self.fill([90000] * 3, [40000] * 3, [50000] * 3)
-        rc, out = run(self.results, "--quick-check")
+        self.assertIn("median of 5 pairs 0.95×", out)
+
+    def test_gate_pairs_runs_of_the_same_round_not_the_medians(self):
+        # The medians favour nginx (60,000 vs 50,500), but in every pair wsgate is ahead: a slow
+        # stretch of the machine hit both halves of pairs 1-2, a fast one pairs 3-5.
+        rc, out = self.gate([30000, 31000, 60000, 61000, 62000], [33000, 34000, 66000, 67000, 50500])
         self.assertEqual(rc, 0, out)
         self.assertIn("quick check: passed", out)
+        self.assertIn("median of 5 pairs 1.10×", out)
+
+    def test_gate_leaves_out_pairs_with_errors(self):
+        rc, out = self.gate([50000] * 3, [60000, 10000, 60000], errors_in=(2,))
+        self.assertEqual(rc, 0, out)
+        self.assertIn("pairs 2 had errors and are left out", out)
+        self.assertIn("median of 2 pairs 1.20×", out)
+
+    def test_gate_fails_without_any_valid_pair(self):
+        rc, out = self.gate([50000], [60000], errors_in=(1,))
+        self.assertEqual(rc, 1, out)
+        self.assertIn("no pair with valid", out)
 
     def test_runs_with_errors_are_left_out_of_the_medians(self):
         self.fill([100000] * 3, [40000] * 3, [50000] * 3)
