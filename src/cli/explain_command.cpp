@@ -136,6 +136,8 @@ const char* action_name(routing::action a) {
       return "redirect";
     case routing::action::not_found:
       return "not_found";
+    case routing::action::status:
+      return "status";
   }
   return "not_found";
 }
@@ -265,6 +267,12 @@ void print_human(const routing::request_info& rq, const routing::decision& d) {
       break;
     case routing::action::not_found:
       std::printf("action:   404 (no proxy_pass or return here: nginx would look for a file)\n");
+      break;
+    case routing::action::status:
+      std::printf("action:   status page (%s)\n",
+                  d.status_page == config::location::status_page::stub
+                      ? "stub_status: nginx's counters"
+                      : "wsgate_status: open tunnels and counters; ?format=prometheus|html");
       break;
   }
   std::printf("\ntimeouts: connect %s, read %s, send %s\n", seconds_text(d.limits.connect).c_str(),

@@ -693,6 +693,20 @@ void h_proxy_pass(S& st, const T& s) {
   loc.proxy_pass = std::move(p);
 }
 
+void set_status_page(S& st, const T& s, location::status_page kind) {
+  location& loc = *st.top().loc;
+  if (loc.status != location::status_page::none) duplicate(st, s);
+  loc.status = kind;
+  loc.status_where = st.here(s.line);
+}
+void h_stub_status(S& st, const T& s) {
+  // "stub_status on;" is the form before nginx 1.7.5; the argument is ignored there too.
+  set_status_page(st, s, location::status_page::stub);
+}
+void h_wsgate_status(S& st, const T& s) {
+  set_status_page(st, s, location::status_page::wsgate);
+}
+
 void h_return(S& st, const T& s) {
   location& loc = *st.top().loc;
   return_setting r;
@@ -1213,6 +1227,8 @@ std::vector<directive_spec> make_table() {
       {"ssl_ciphers", "ssl_ciphers CIPHERS", ctx_hs, take1, h_ssl_ciphers,
        "OpenSSL cipher list (HIGH:!aNULL:!MD5)"},
       // proxy_*
+      {"stub_status", "stub_status", ctx_sl, take0 | take1, h_stub_status,
+       "answer with nginx's connection and request counters, in nginx's format"},
       {"proxy_pass", "proxy_pass URL", ctx_location, take1, h_proxy_pass,
        "send requests to this backend; a URI part replaces the matched prefix"},
       {"proxy_set_header", "proxy_set_header FIELD VALUE", ctx_hsl, take2, h_proxy_set_header,
@@ -1271,6 +1287,10 @@ std::vector<directive_spec> make_table() {
        "send a WebSocket ping on a tunnel idle this long; 0 = off (0)", support::wsgate_only},
       {"proxy_upgrade_allow", "proxy_upgrade_allow PROTOCOL...", ctx_hsl, take_1more,
        h_proxy_upgrade_allow, "Upgrade protocols passed to the backend (websocket)",
+       support::wsgate_only},
+      {"wsgate_status", "wsgate_status", ctx_sl, take0, h_wsgate_status,
+       "answer with every open tunnel of every worker and the counters: JSON, ?format=prometheus "
+       "or ?format=html (also chosen by Accept)",
        support::wsgate_only},
   };
   // nginx-internal tuning: accepted and ignored, with a notice.

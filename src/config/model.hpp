@@ -164,6 +164,10 @@ struct location {
   // Handlers (not inherited, as nginx): at most one of proxy_pass / return decides the content.
   std::optional<proxy_pass_setting> proxy_pass;
   std::optional<return_setting> ret;
+  // stub_status (nginx's counters, its format) or wsgate_status (live tunnels: JSON, Prometheus
+  // text or HTML): the location answers with the status instead of proxying.
+  enum class status_page { none, stub, wsgate } status = status_page::none;
+  source_loc status_where;
   std::vector<rewrite_setting> rewrites;  // in order; only those before `ret` (later never run)
 
   location_settings settings;                       // merged: every optional is set after merge()

@@ -94,6 +94,7 @@ asio::awaitable<void> accept_loop(worker& wk, tcp::acceptor& acceptor) {
       co_await pause.async_wait(use_nothrow);
       continue;
     }
+    proxy::worker_counters::add(w.counters.accepted, uint64_t{1});
     if (w.connections >= w.max_connections) {
       log_error(log_level::alert,
                 std::to_string(w.max_connections) + " worker_connections are not enough");
@@ -101,6 +102,7 @@ asio::awaitable<void> accept_loop(worker& wk, tcp::acceptor& acceptor) {
       socket.close(ignored);
       continue;
     }
+    proxy::worker_counters::add(w.counters.handled, uint64_t{1});
     proxy::start_session(w, std::move(socket));
   }
 }
@@ -284,6 +286,8 @@ int serve(const serve_options& o) {
       attach_listener(*wk, lp.key, listeners.fds[lp.key][static_cast<size_t>(i)], lp.ipv6);
     workers.push_back(std::move(wk));
   }
+  for (auto& wk : workers)
+    for (auto& other : workers) wk->ctx.peers.push_back(&other->ctx);
   for (auto& wk : workers) {
     worker* p = wk.get();
     wk->thread = std::thread([p] {

@@ -27,6 +27,7 @@
 #include "http/text.hpp"
 #include "proxy/logs.hpp"
 #include "proxy/response_rules.hpp"
+#include "proxy/status.hpp"
 #include "proxy/tunnel.hpp"
 #include "proxy/worker.hpp"
 #include "routing/match.hpp"
@@ -201,6 +202,7 @@ class session {
   enum class body_result { data, end, bad, timeout, closed, too_large };
 
   awaitable<bool> read_head();
+  awaitable<bool> serve_status(config::location::status_page page);
   awaitable<bool> handle(routing::decision& d, int override_status, bool in_error_page);
   awaitable<bool> proxy_request(routing::decision& d, int override_status);
   awaitable<bool> respond(int status, std::string_view body, std::string_view content_type,
@@ -788,8 +790,31 @@ awaitable<bool> session::handle(routing::decision& d, int override_status, bool 
     }
     case routing::action::proxy:
       co_return co_await proxy_request(d, override_status);
+    case routing::action::status: {
+      bool keep = co_await serve_status(d.status_page);
+      if (keep && !body_done_) keep = co_await discard_body();
+      co_return keep;
+    }
   }
   co_return false;
+}
+
+awaitable<bool> session::serve_status(config::location::status_page page) {
+  if (info_.method != "GET" && info_.method != "HEAD") co_return co_await respond_error(405);
+  if (page == config::location::status_page::stub)
+    co_return co_await respond(200, stub_status_text(w_), "text/plain", {});
+  std::string_view accept;
+  for (const auto& [name, value] : info_.headers)
+    if (ascii::iequals(name, "Accept")) accept = value;
+  const auto format = pick_status_format(info_.target, accept);
+  if (!format)
+    co_return co_await respond(400, "unknown format: ask for ?format=json, prometheus or html\n",
+                               "text/plain", {});
+  std::vector<int> missing;
+  const auto parts = co_await collect_status(w_, missing);
+  const auto started = w_.peers.empty() ? w_.started : w_.peers.front()->started;
+  const auto [body, type] = format_status(parts, missing, started, *format);
+  co_return co_await respond(200, body, type, {});
 }
 
 // ---- phase 3: proxying -------------------------------------------------------------------------
@@ -1588,17 +1613,24 @@ awaitable<void> session::run_session() {
     upstream_addr_.clear();
     drop_spool();
     if (default_server_) loc_ = &default_server_->root_location;
-    if (!co_await read_head()) {
+    auto& counters = w_.counters;
+    worker_counters::add(counters.reading, int64_t{1});
+    const bool head_read = co_await read_head();
+    worker_counters::add(counters.reading, int64_t{-1});
+    if (head_read || status_) worker_counters::add(counters.requests, uint64_t{1});
+    if (!head_read) {
       if (status_) log_access();
       break;
     }
     bool keep = false;
+    worker_counters::add(counters.writing, int64_t{1});
     if (!rt_->config->http || !default_server_) {
       keep = co_await respond(404, {}, {}, {});
     } else {
       routing::route_into(*rt_->config, info_, decision_);
       keep = co_await handle(decision_, 0, false);
     }
+    worker_counters::add(counters.writing, int64_t{-1});
     if (status_) log_access();
     ++requests_;
     if (!keep || w_.draining) break;
@@ -1609,6 +1641,7 @@ awaitable<void> session::run_session() {
 
 void start_session(worker_context& w, tcp::socket socket) {
   ++w.connections;
+  worker_counters::add(w.counters.active, int64_t{1});
   error_code ec;
   socket.set_option(tcp::no_delay(true), ec);
   auto state = std::make_shared<connection_state>(w, std::move(socket));
@@ -1626,6 +1659,8 @@ void start_session(worker_context& w, tcp::socket socket) {
         if (state->client.is_open()) {
           state->client.close(ignored);
           --state->w.connections;
+          // (A client handed to a tunnel is counted until the tunnel closes.)
+          worker_counters::add(state->w.counters.active, int64_t{-1});
         }
         if (state->upstream) {
           state->upstream->socket.close(ignored);

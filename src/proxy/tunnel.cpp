@@ -101,12 +101,16 @@ struct tunnel final : tunnel_handle, ring_user {
       sockets = std::make_unique<asio_sockets>(asio_sockets{std::move(c), std::move(u)});
     }
     w.tunnels.add(this);
+    // The request stays busy while the tunnel is open (nginx's "Writing").
+    worker_counters::add(w.counters.writing, int64_t{1});
   }
   // The worker counted both sockets as connections; the count drops when the tunnel goes.
   // (The registry is left in close_all: when a stopping worker destroys its event loop,
   // pending tunnels are destroyed without closing, after the registry is gone.)
   ~tunnel() override {
     w.connections -= 2;
+    worker_counters::add(w.counters.writing, int64_t{-1});
+    worker_counters::add(w.counters.active, int64_t{-1});
     if (ring) {
       for (int f : fd)
         if (f >= 0) ::close(f);
@@ -122,6 +126,8 @@ struct tunnel final : tunnel_handle, ring_user {
     tcp::socket client;
     std::unique_ptr<upstream_conn> upstream;
   };
+
+  std::chrono::steady_clock::time_point active_at() const override { return last_activity; }
 
   worker_context& w;
   // Null: the Asio relay. Shared: a worker tearing down destroys its loop's pending tunnels

@@ -33,12 +33,24 @@ class tunnel_handle {
  public:
   virtual ~tunnel_handle() = default;
   virtual void going_away(std::chrono::steady_clock::duration wait) = 0;
+  // When a byte last went through, either way.
+  virtual std::chrono::steady_clock::time_point active_at() const = 0;
   tunnel_stats stats;
 };
 
 class tunnel_registry {
  public:
   static constexpr size_t kRecentClosed = 256;
+
+  // Counts since the worker started; bytes and frames of the tunnels closed so far (the open
+  // ones carry their own).
+  struct totals {
+    uint64_t opened = 0;
+    uint64_t open = 0;
+    std::map<std::string, uint64_t> closed_by_reason;
+    uint64_t closed_bytes[2] = {0, 0};
+    uint64_t closed_frames[2] = {0, 0};
+  };
 
   void add(tunnel_handle* t) {
     t->stats.id = ++opened_;
@@ -48,6 +60,10 @@ class tunnel_registry {
   void remove(tunnel_handle* t) {
     if (open_.erase(t->stats.id) == 0) return;
     ++closed_by_reason_[t->stats.close_reason];
+    for (int d = 0; d < 2; ++d) {
+      closed_bytes_[d] += t->stats.bytes[d];
+      closed_frames_[d] += t->stats.frames[d];
+    }
     recent_.push_back(t->stats);
     if (recent_.size() > kRecentClosed) recent_.pop_front();
   }
@@ -61,6 +77,23 @@ class tunnel_registry {
     for (const auto& [id, t] : open_) out.push_back(&t->stats);
     return out;
   }
+  std::vector<const tunnel_handle*> open_tunnels() const {
+    std::vector<const tunnel_handle*> out;
+    out.reserve(open_.size());
+    for (const auto& [id, t] : open_) out.push_back(t);
+    return out;
+  }
+  totals get_totals() const {
+    totals t;
+    t.opened = opened_;
+    t.open = open_.size();
+    t.closed_by_reason = closed_by_reason_;
+    for (int d = 0; d < 2; ++d) {
+      t.closed_bytes[d] = closed_bytes_[d];
+      t.closed_frames[d] = closed_frames_[d];
+    }
+    return t;
+  }
   // QUIT: every open tunnel says goodbye to its peers.
   void going_away(std::chrono::steady_clock::duration wait) {
     std::vector<tunnel_handle*> all;
@@ -73,6 +106,8 @@ class tunnel_registry {
   std::map<std::string, uint64_t> closed_by_reason_;
   std::deque<tunnel_stats> recent_;
   uint64_t opened_ = 0;
+  uint64_t closed_bytes_[2] = {0, 0};
+  uint64_t closed_frames_[2] = {0, 0};
 };
 
 }  // namespace wsgate::proxy

@@ -3,6 +3,7 @@
 // touched only from the worker's own thread (other threads post into `io`).
 #pragma once
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <chrono>
@@ -51,6 +52,20 @@ class buffer_pool {
   std::vector<std::unique_ptr<char[]>> free_;
 };
 
+// What stub_status and wsgate_status report. Written only by the worker's own thread (a relaxed
+// load and store, no locked instruction), read by any worker serving a status page.
+struct worker_counters {
+  std::atomic<uint64_t> accepted{0}, handled{0}, requests{0};
+  // Client connections open; of them reading a request head, and busy with a request (a tunnel
+  // counts as busy while open, as in nginx); the rest wait for their next request.
+  std::atomic<int64_t> active{0}, reading{0}, writing{0};
+
+  template <class T>
+  static void add(std::atomic<T>& c, T n) {
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+};
+
 struct worker_context {
   explicit worker_context(int idx) : index(idx) {}
   asio::io_context io{1};
@@ -67,6 +82,11 @@ struct worker_context {
   // type-erased to keep io_uring out of this header. Tunnels share it: it goes with the last.
   std::shared_ptr<void> relay_ring;
   bool relay_ring_tried = false;
+  worker_counters counters;
+  // Every worker of the process (this one included), set before the workers start: a status
+  // page collects from all of them.
+  std::vector<worker_context*> peers;
+  std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
 };
 
 // Runs a client connection to its end (requests, then possibly a tunnel).

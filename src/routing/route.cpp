@@ -556,6 +556,7 @@ void reset(decision& d) {
   d.candidates.clear();
   d.normalized_uri.clear();
   d.what = action::not_found;
+  d.status_page = config::location::status_page::none;
   d.status = 0;
   d.body.clear();
   d.location_header.clear();
@@ -779,7 +780,13 @@ void route_impl(const config::snapshot& config, const request_info& rq, decision
         continue;
       }
     }
-    if (m.loc && loc.proxy_pass) {
+    if (loc.status != config::location::status_page::none) {
+      // A content handler as proxy_pass; on the server level it answers what no location
+      // matched (ngx_http_stub_status sets the server's default handler too).
+      d.what = action::status;
+      d.status = 200;
+      d.status_page = loc.status;
+    } else if (m.loc && loc.proxy_pass) {
       build_upstream(d, loc, rq, ctx, st, underscores);
     } else {
       d.what = action::not_found;

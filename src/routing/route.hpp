@@ -67,6 +67,7 @@ enum class action {
   respond,    // answer `status` with `body` (return CODE TEXT, or an error page)
   redirect,   // answer `status` with Location: `location_header`
   not_found,  // no handler: nginx would serve static files; wsgate answers 404
+  status,     // stub_status / wsgate_status: the worker's counters and tunnels (`status_page`)
 };
 
 struct warning {
@@ -84,6 +85,7 @@ struct decision {
   std::string normalized_uri;  // $uri after decoding, dot resolution, merge_slashes, rewrites
 
   action what = action::not_found;
+  config::location::status_page status_page = config::location::status_page::none;
   int status = 0;
   std::string body;
   std::string location_header;

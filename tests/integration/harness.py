@@ -14,6 +14,7 @@ import unittest
 
 WSGATE = os.environ.get("WSGATE", "wsgate")
 TEST_UPSTREAM = os.environ.get("TEST_UPSTREAM", "test-upstream")
+NGINX = os.environ.get("NGINX", "/usr/sbin/nginx")
 
 
 def free_port():
@@ -258,6 +259,27 @@ def parse_responses(data):
         out.append((status, headers, body))
         data = rest
     return out
+
+
+def start_nginx(case, http_text):
+    """Debian's nginx (one worker, as root) with `http_text` as its http{} block, PORT replaced by
+    a free port; stopped by the case's cleanups. Returns the port."""
+    d = tempfile.TemporaryDirectory(prefix="wsgate-it-nginx-")
+    port = free_port()
+    path = os.path.join(d.name, "nginx.conf")
+    with open(path, "w") as f:
+        f.write(f"user root;\ndaemon off;\npid {d.name}/nginx.pid;\nerror_log {d.name}/error.log;\n"
+                f"events {{}}\nhttp {{\naccess_log off;\n{http_text.replace('PORT', str(port))}\n}}\n")
+    proc = subprocess.Popen([NGINX, "-p", d.name, "-c", path], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+    def stop():
+        proc.terminate()
+        proc.wait(5)
+        d.cleanup()
+    case.cleanups.append(stop)
+    case.assertTrue(wait_port(port), "nginx did not start")
+    return port
 
 
 class WsgateCase(unittest.TestCase):

@@ -9,13 +9,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import unittest
 
-from harness import WsgateCase, exchange, free_port, parse_responses, wait_port
+from harness import (NGINX, WsgateCase, exchange, free_port, parse_responses, start_nginx,
+                     wait_port)
 
 SOURCE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
-NGINX = os.environ.get("NGINX", "/usr/sbin/nginx")
 try:
     import fastapi  # noqa: F401
     import uvicorn  # noqa: F401
@@ -71,22 +70,7 @@ class SeedSystem(WsgateCase):
     def run_nginx(self, name):
         if not os.path.exists(NGINX):
             self.skipTest("Debian's nginx is not installed")
-        d = tempfile.TemporaryDirectory(prefix="wsgate-it-nginx-")
-        port = free_port()
-        conf = os.path.join(d.name, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(f"user root;\ndaemon off;\npid {d.name}/nginx.pid;\nerror_log {d.name}/error.log;\n"
-                    f"events {{}}\nhttp {{\naccess_log off;\n{inner_http(name, port, self.backend)}\n}}\n")
-        proc = subprocess.Popen([NGINX, "-p", d.name, "-c", conf], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-
-        def stop():
-            proc.terminate()
-            proc.wait(5)
-            d.cleanup()
-        self.cleanups.append(stop)
-        self.assertTrue(wait_port(port), f"nginx did not start on {name}")
-        return port
+        return start_nginx(self, inner_http(name, "PORT", self.backend))
 
     def test_seed_configs_through_wsgate_and_nginx(self):
         for name in ("seed-broken.conf", "seed-fixed.conf"):

@@ -12,6 +12,7 @@ namespace {
 struct fake_tunnel : tunnel_handle {
   std::chrono::steady_clock::duration asked{-1};
   void going_away(std::chrono::steady_clock::duration wait) override { asked = wait; }
+  std::chrono::steady_clock::time_point active_at() const override { return {}; }
 };
 
 TEST(TunnelRegistry, TracksOpenAndClosedTunnels) {
@@ -33,6 +34,13 @@ TEST(TunnelRegistry, TracksOpenAndClosedTunnels) {
   ASSERT_EQ(r.open_stats().size(), 1u);
   EXPECT_EQ(r.open_stats()[0]->id, 2u);
   EXPECT_EQ(r.opened_total(), 2u);
+  // The totals keep what the closed tunnel moved.
+  const auto t = r.get_totals();
+  EXPECT_EQ(t.opened, 2u);
+  EXPECT_EQ(t.open, 1u);
+  EXPECT_EQ(t.closed_bytes[0], 10u);
+  EXPECT_EQ(t.closed_bytes[1], 0u);
+  EXPECT_EQ(t.closed_by_reason.at("client closed"), 1u);
 }
 
 TEST(TunnelRegistry, RecentListIsBounded) {

@@ -340,3 +340,28 @@ TEST(Diagnostics, OffChangesNoActionOnlyTheExplanations) {
 
 }  // namespace
 }  // namespace wsgate::routing
+
+namespace wsgate::routing {
+namespace {
+
+TEST(StatusPages, LocationAndServerLevel) {
+  auto c = test::server(R"(
+    stub_status;
+    location = /wsgate { wsgate_status; }
+    location /api/ { proxy_pass http://127.0.0.1:9000; }
+  )");
+  ASSERT_TRUE(c);
+  auto d = route(*c, test::req("/wsgate?format=html"));
+  EXPECT_EQ(d.what, action::status);
+  EXPECT_EQ(d.status_page, config::location::status_page::wsgate);
+  // The server level's stub_status answers what no location matched (nginx's server handler).
+  d = route(*c, test::req("/elsewhere"));
+  EXPECT_EQ(d.what, action::status);
+  EXPECT_EQ(d.status_page, config::location::status_page::stub);
+  d = route(*c, test::req("/api/x"));
+  EXPECT_EQ(d.what, action::proxy);
+  EXPECT_EQ(d.status_page, config::location::status_page::none);
+}
+
+}  // namespace
+}  // namespace wsgate::routing
