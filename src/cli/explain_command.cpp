@@ -181,6 +181,7 @@ json to_json(const routing::request_info& rq, const routing::decision& d) {
   j["normalized_uri"] = d.normalized_uri;
   j["action"] = action_name(d.what);
   j["status"] = d.status;
+  j["access_denied"] = d.access_denied;
   j["location_header"] = d.location_header.empty() ? json(nullptr) : json(d.location_header);
   if (d.what == routing::action::proxy) {
     const auto& up = d.upstream;
@@ -261,6 +262,10 @@ void print_human(const routing::request_info& rq, const routing::decision& d) {
         std::printf("action:   none: the connection is refused (no server listens there)\n");
       else if (d.status == 444)
         std::printf("action:   close the connection without a response (444)\n");
+      else if (d.access_denied)
+        std::printf(
+            "action:   respond 403: access forbidden by allow/deny for this client "
+            "address (--remote)\n");
       else
         std::printf("action:   respond %d%s%s\n", d.status,
                     d.body.empty() ? "" : "  body: ", d.body.c_str());

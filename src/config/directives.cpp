@@ -799,6 +799,49 @@ void h_add_header(S& st, const T& s) {
   ls.add_header->push_back(std::move(h));
 }
 
+// ngx_http_access_rule: "all", "unix:", ADDRESS or ADDRESS/BITS (IPv4 or IPv6).
+void h_access(S& st, const T& s) {
+  access_rule r;
+  r.allow = dname(s) == "allow";
+  r.where = st.here(s.line);
+  const std::string& value = arg(s, 1);
+  if (value == "all") {
+    r.type = access_rule::kind::all;
+  } else if (value == "unix:") {
+    r.type = access_rule::kind::unix_socket;
+  } else {
+    const size_t slash = value.find('/');
+    const std::string addr = value.substr(0, slash);
+    const bool v6 = addr.find(':') != std::string::npos;
+    r.type = v6 ? access_rule::kind::ipv6 : access_rule::kind::ipv4;
+    const int max_bits = v6 ? 128 : 32;
+    int bits = max_bits;
+    bool ok = ::inet_pton(v6 ? AF_INET6 : AF_INET, addr.c_str(), r.addr) == 1;
+    if (ok && slash != std::string::npos) {
+      const auto n = parse_number(value.substr(slash + 1));
+      ok = n && *n <= static_cast<uint64_t>(max_bits) && slash + 1 < value.size();
+      if (ok) bits = static_cast<int>(*n);
+    }
+    if (!ok)
+      st.fail(s.line, fmt::format("invalid parameter \"{}\"", value),
+              fmt::format("write `{} ADDRESS;`, `{} ADDRESS/BITS;`, `{} unix:;` or `{} all;`",
+                          dname(s), dname(s), dname(s), dname(s)));
+    bool low_bits = false;
+    for (int i = 0; i < max_bits / 8; ++i) {
+      const int take = std::clamp(bits - i * 8, 0, 8);
+      r.mask[i] = static_cast<unsigned char>(take == 0 ? 0 : (0xff << (8 - take)) & 0xff);
+      if (r.addr[i] & ~r.mask[i]) low_bits = true;
+      r.addr[i] &= r.mask[i];
+    }
+    if (low_bits)
+      st.snap->notices.push_back(
+          {r.where, fmt::format("low address bits of {} are meaningless", value)});
+  }
+  auto& rules = settings(st).access;
+  if (!rules) rules.emplace();
+  rules->push_back(r);
+}
+
 void h_error_page(S& st, const T& s) {
   error_page_setting e;
   e.where = st.here(s.line);
@@ -1185,6 +1228,10 @@ std::vector<directive_spec> make_table() {
        h_rewrite, "change the request URI"},
       {"add_header", "add_header NAME VALUE [always]", ctx_hsl, take23, h_add_header,
        "add a response header (on 2xx/3xx unless always)"},
+      {"allow", "allow ADDRESS[/BITS] | unix: | all", ctx_hsl, take1, h_access,
+       "let these clients in (the first allow or deny that matches decides)"},
+      {"deny", "deny ADDRESS[/BITS] | unix: | all", ctx_hsl, take1, h_access,
+       "answer these clients 403 (the first allow or deny that matches decides)"},
       {"error_page", "error_page CODE... [=[RESPONSE]] URI", ctx_hsl, take_2more, h_error_page,
        "the URI shown for error codes"},
       {"access_log", "access_log PATH [FORMAT [buffer=SIZE] [flush=TIME] [if=COND]] | off", ctx_hsl,

@@ -44,8 +44,6 @@ const std::map<std::string_view, std::string_view>& unsupported() {
       {"limit_conn", "wsgate has no connection limiting yet"},
       {"limit_conn_zone", "wsgate has no connection limiting yet"},
       {"auth_basic", "wsgate has no basic authentication yet"},
-      {"allow", "wsgate has no access lists yet"},
-      {"deny", "wsgate has no access lists yet"},
       {"ssl", "write `listen PORT ssl;` instead of `ssl on;`"},
   };
   return m;

@@ -83,6 +83,7 @@ void merge_settings(location_settings& in, const location_settings& out) {
   inherit(in.proxy_pass_header, out.proxy_pass_header);
   inherit(in.add_header, out.add_header);
   inherit(in.error_page, out.error_page);
+  inherit(in.access, out.access);
   inherit(in.client_max_body_size, out.client_max_body_size);
   inherit(in.client_body_buffer_size, out.client_body_buffer_size);
   inherit(in.client_body_timeout, out.client_body_timeout);

@@ -58,6 +58,16 @@ struct add_header_setting {  // add_header NAME VALUE [always]
   source_loc where;
 };
 
+// allow / deny ADDRESS[/BITS] | unix: | all (ngx_http_access_module): checked in order, the
+// first that matches decides.
+struct access_rule {
+  enum class kind { all, ipv4, ipv6, unix_socket } type = kind::all;
+  bool allow = false;
+  unsigned char addr[16] = {};  // network order; ipv4 uses the first 4
+  unsigned char mask[16] = {};
+  source_loc where;
+};
+
 // proxy_pass URL, parsed. With variables in the URL, only `url` is set and the rest is
 // resolved per request (as nginx does).
 struct proxy_pass_setting {
@@ -131,6 +141,7 @@ struct location_settings {
   // responses
   std::optional<std::vector<add_header_setting>> add_header;  // a level's list replaces outer
   std::optional<std::vector<error_page_setting>> error_page;  // a level's list replaces outer
+  std::optional<std::vector<access_rule>> access;             // a level's list replaces outer
   // client side
   std::optional<size_t> client_max_body_size;     // 1m; 0 disables the check
   std::optional<size_t> client_body_buffer_size;  // 16k: a buffered body beyond it goes to a file

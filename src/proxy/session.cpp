@@ -762,6 +762,7 @@ awaitable<bool> session::handle(routing::decision& d, int override_status, bool 
   if (override_status > 0 && d.what != routing::action::proxy) status = override_status;
   switch (d.what) {
     case routing::action::respond: {
+      if (d.access_denied) log(log_level::error, "access forbidden by rule" + error_context());
       if (d.status == 444 || d.status == 0) {  // close without an answer
         status_ = 444;
         co_return false;

@@ -1,8 +1,11 @@
 #include "routing/route.hpp"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cstring>
 
 #include "config/regex.hpp"
 #include "routing/detail.hpp"
@@ -311,6 +314,41 @@ parsed_url parse_proxy_url(std::string_view url) {
   return p;
 }
 
+// ngx_http_access_handler: the rules of the client's address family (and `all`), in order; the
+// first that matches decides; none: allowed. An IPv4-mapped IPv6 client is checked as IPv4.
+bool access_denied(const config::location_settings& s, std::string_view remote) {
+  if (!s.access || s.access->empty()) return false;
+  using k = config::access_rule::kind;
+  unsigned char a[16] = {};
+  char text[64];
+  if (remote.size() >= sizeof text) return true;
+  std::memcpy(text, remote.data(), remote.size());
+  text[remote.size()] = '\0';
+  k family = k::unix_socket;
+  if (::inet_pton(AF_INET, text, a) == 1) {
+    family = k::ipv4;
+  } else if (::inet_pton(AF_INET6, text, a) == 1) {
+    family = k::ipv6;
+    static constexpr unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (std::memcmp(a, kMapped, 12) == 0) {
+      std::memmove(a, a + 12, 4);
+      family = k::ipv4;
+    }
+  }
+  const int len = family == k::ipv4 ? 4 : 16;
+  for (const auto& r : *s.access) {
+    bool hit = r.type == k::all;
+    if (r.type == family && family != k::unix_socket) {
+      hit = true;
+      for (int i = 0; i < len && hit; ++i) hit = (a[i] & r.mask[i]) == r.addr[i];
+    } else if (r.type == family) {
+      hit = true;  // unix: matches every client of a unix listen
+    }
+    if (hit) return !r.allow;
+  }
+  return false;
+}
+
 void assign_number(std::string& out, unsigned v) {
   char buf[16];
   const auto r = std::to_chars(buf, buf + sizeof buf, v);
@@ -557,6 +595,7 @@ void reset(decision& d) {
   d.normalized_uri.clear();
   d.what = action::not_found;
   d.status_page = config::location::status_page::none;
+  d.access_denied = false;
   d.status = 0;
   d.body.clear();
   d.location_header.clear();
@@ -779,6 +818,13 @@ void route_impl(const config::snapshot& config, const request_info& rq, decision
           d.candidates.push_back({m.loc, "rewritten to \"" + ctx.uri + "\": searching again"});
         continue;
       }
+    }
+    // The access phase (allow/deny) comes after the rewrite phase: a `return` answers anyone.
+    if (access_denied(loc.settings, rq.remote_addr)) {
+      d.what = action::respond;
+      d.status = 403;
+      d.access_denied = true;
+      return;
     }
     if (loc.status != config::location::status_page::none) {
       // A content handler as proxy_pass; on the server level it answers what no location

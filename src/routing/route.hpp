@@ -86,6 +86,7 @@ struct decision {
 
   action what = action::not_found;
   config::location::status_page status_page = config::location::status_page::none;
+  bool access_denied = false;  // the 403 comes from allow/deny (logged as nginx does)
   int status = 0;
   std::string body;
   std::string location_header;

@@ -228,6 +228,16 @@ def exchange(port, data, timeout=2.0, until_close=True, read_after=None):
         s.close()
 
 
+def read_to_close(sock):
+    """Everything `sock` receives until the peer closes."""
+    data = b""
+    while True:
+        d = sock.recv(65536)
+        if not d:
+            return data
+        data += d
+
+
 def parse_responses(data):
     """Splits raw bytes into [(status, headers dict lower-case, body)] (Content-Length and chunked)."""
     out = []

@@ -20,7 +20,8 @@ import threading
 import time
 import unittest
 
-from harness import TEST_UPSTREAM, Wsgate, WsgateCase, exchange, free_port, parse_responses, wait_port
+from harness import (TEST_UPSTREAM, Wsgate, WsgateCase, exchange, free_port, parse_responses,
+                     read_to_close, wait_port)
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 HAVE_NGINX = os.path.exists(NGINX)
@@ -245,12 +246,7 @@ class RequestBuffering(Proxies):
                     second_half = time.monotonic()
                     s.sendall(b"fghij")
                     s.settimeout(5)
-                    data = b""
-                    while True:
-                        d = s.recv(65536)
-                        if not d:
-                            break
-                        data += d
+                    data = read_to_close(s)
                     s.close()
                     self.assertTrue(data.startswith(b"HTTP/1.1 200"), data[:60])
                     connect = up.find("connect")[before][0]

@@ -154,6 +154,13 @@ const error_case cases[] = {
     {"listen_unix", "events {} http { server { listen unix:/tmp/x.sock; } }",
      "wsgate does not listen on unix sockets: \"unix:/tmp/x.sock\" of the \"listen\" directive", 1,
      false},
+    // access
+    {"allow_bits", "events {} http { server { allow 10.0.0.0/33; } }",
+     "invalid parameter \"10.0.0.0/33\"", 1},
+    {"deny_address", "events {} http { server { location / { deny 10.0.0; } } }",
+     "invalid parameter \"10.0.0\"", 1},
+    {"deny_args", "events {} http { deny all 10.0.0.1; }",
+     "invalid number of arguments in \"deny\" directive", 1},
     // variables
     {"variable_name", "events {} http { server { return 200 \"a$\"; } }", "invalid variable name",
      1},
