@@ -84,8 +84,14 @@ struct worker {
 
 asio::awaitable<void> accept_loop(worker& wk, tcp::acceptor& acceptor) {
   auto& w = wk.ctx;
+  // A listener on one address is every connection's local end; on a wildcard, the session
+  // asks each socket (getsockname), as nginx does.
+  boost::system::error_code lec;
+  const tcp::endpoint bound = acceptor.local_endpoint(lec);
+  const bool local_known = !lec && !bound.address().is_unspecified();
+  tcp::endpoint peer;
   for (;;) {
-    auto [ec, socket] = co_await acceptor.async_accept(use_nothrow);
+    auto [ec, socket] = co_await acceptor.async_accept(peer, use_nothrow);
     if (ec) {
       if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
       log_error(log_level::alert,
@@ -103,7 +109,7 @@ asio::awaitable<void> accept_loop(worker& wk, tcp::acceptor& acceptor) {
       continue;
     }
     proxy::worker_counters::add(w.counters.handled, uint64_t{1});
-    proxy::start_session(w, std::move(socket));
+    proxy::start_session(w, std::move(socket), &peer, local_known ? &bound : nullptr);
   }
 }
 

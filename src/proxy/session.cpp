@@ -16,6 +16,7 @@
 #include <boost/asio/write.hpp>
 #include <charconv>
 #include <cstring>
+#include <optional>
 #include <ctime>
 #include <span>
 
@@ -150,6 +151,7 @@ struct connection_state {
       : w(wc), client(std::move(sock)), timer(wc.io) {}
   worker_context& w;
   tcp::socket client;
+  std::optional<tcp::endpoint> peer, local;  // known from accept() and the listener
   std::unique_ptr<upstream_conn> upstream;
   asio::steady_timer timer;
   clock::time_point deadline = clock::time_point::max();
@@ -308,8 +310,8 @@ session::session(std::shared_ptr<connection_state> st) : s_(std::move(st)), w_(s
   // work and heap allocations and change no action.
   info_.diagnostics = false;
   error_code ec;
-  const auto remote = s_->client.remote_endpoint(ec);
-  const auto local = s_->client.local_endpoint(ec);
+  const auto remote = s_->peer ? *s_->peer : s_->client.remote_endpoint(ec);
+  const auto local = s_->local ? *s_->local : s_->client.local_endpoint(ec);
   info_.remote_addr = endpoint_addr(remote);
   info_.remote_port = remote.port();
   info_.local_addr = endpoint_addr(local);
@@ -1211,7 +1213,11 @@ awaitable<bool> session::proxy_request(routing::decision& d, int override_status
                          settings().send_timeout.value_or(std::chrono::seconds(60))};
     limits.websocket = upgrade_token(*asked) == "websocket";
     limits.keepalive = settings().websocket_keepalive.value_or(config::duration::zero());
-    start_tunnel(w_, std::move(s_->client), std::move(s_->upstream), std::move(early), limits);
+    std::string client = info_.remote_addr;
+    client += ':';
+    append_number(client, info_.remote_port);
+    start_tunnel(w_, std::move(s_->client), std::move(s_->upstream), std::move(early), limits,
+                 std::move(client));
     co_return false;
   }
 
@@ -1640,12 +1646,15 @@ awaitable<void> session::run_session() {
 
 }  // namespace
 
-void start_session(worker_context& w, tcp::socket socket) {
+void start_session(worker_context& w, tcp::socket socket, const tcp::endpoint* peer,
+                   const tcp::endpoint* local) {
   ++w.connections;
   worker_counters::add(w.counters.active, int64_t{1});
   error_code ec;
   socket.set_option(tcp::no_delay(true), ec);
   auto state = std::make_shared<connection_state>(w, std::move(socket));
+  if (peer) state->peer = *peer;
+  if (local) state->local = *local;
   asio::co_spawn(w.io, watchdog(state), asio::detached);
   asio::co_spawn(
       w.io,

@@ -82,18 +82,17 @@ constexpr uint16_t kMaxQueued = 16;
 // and (Asio only) two relay coroutine frames.
 struct tunnel final : tunnel_handle, ring_user {
   tunnel(worker_context& wc, tcp::socket c, std::unique_ptr<upstream_conn> u, tunnel_limits l,
-         std::shared_ptr<relay_ring> r)
+         std::shared_ptr<relay_ring> r, std::string client_text)
       : w(wc), ring(std::move(r)), limits(l), timer(wc.io) {
     stats.started = std::chrono::system_clock::now();
-    stats.client = endpoint_text(c, true);
+    stats.client = client_text.empty() ? endpoint_text(c, true) : std::move(client_text);
     stats.upstream = u->peer.empty() ? endpoint_text(u->socket, true) : u->peer;
     if (ring) {
-      // The ring reads and writes the descriptors itself: out of Asio's reactor, blocking
-      // (io_uring waits for readiness on its own).
+      // The ring reads and writes the descriptors itself, out of Asio's reactor. O_NONBLOCK may
+      // stay: io_uring's socket operations wait for readiness on their own either way.
       error_code ec;
       fd[0] = c.release(ec);
       fd[1] = u->socket.release(ec);
-      for (int f : fd) ::fcntl(f, F_SETFL, ::fcntl(f, F_GETFL) & ~O_NONBLOCK);
       ring->hold();
     } else {
       fd[0] = c.native_handle();
@@ -684,14 +683,14 @@ std::shared_ptr<relay_ring> worker_ring(worker_context& w) {
 }  // namespace
 
 void start_tunnel(worker_context& w, tcp::socket client, std::unique_ptr<upstream_conn> upstream,
-                  std::string to_upstream, tunnel_limits limits) {
+                  std::string to_upstream, tunnel_limits limits, std::string client_text) {
   std::string to_client(upstream->in.data());
   upstream->in.consume(upstream->in.size());
   upstream->in.release();
   auto ring = worker_ring(w);
   const bool use_ring = ring != nullptr;
-  auto t =
-      std::make_shared<tunnel>(w, std::move(client), std::move(upstream), limits, std::move(ring));
+  auto t = std::make_shared<tunnel>(w, std::move(client), std::move(upstream), limits,
+                                    std::move(ring), std::move(client_text));
   asio::co_spawn(w.io, tunnel_watchdog(t), asio::detached);
   if (use_ring) {
     t->start_ring(std::move(to_upstream), std::move(to_client));

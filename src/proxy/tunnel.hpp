@@ -27,9 +27,10 @@ struct tunnel_limits {
 };
 
 // Takes both connections. `to_upstream` holds client bytes that arrived after the request
-// head; upstream->in holds upstream bytes that arrived after the 101 head.
+// head; upstream->in holds upstream bytes that arrived after the 101 head. `client_text` is the
+// client's "address:port" ("" to ask the socket).
 void start_tunnel(worker_context& w, tcp::socket client, std::unique_ptr<upstream_conn> upstream,
-                  std::string to_upstream, tunnel_limits limits);
+                  std::string to_upstream, tunnel_limits limits, std::string client_text = {});
 
 // QUIT: every open tunnel of this worker sends Close 1001 (going away) to both peers as soon as
 // each stream is between frames, and closes once both answered or `wait` passed.

@@ -89,8 +89,11 @@ struct worker_context {
   std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
 };
 
-// Runs a client connection to its end (requests, then possibly a tunnel).
-void start_session(worker_context& w, tcp::socket socket);
+// Runs a client connection to its end (requests, then possibly a tunnel). `peer` and `local`,
+// when the caller knows them (accept() gives the peer; a listener on one address is the local
+// end), save the system calls that would ask the socket.
+void start_session(worker_context& w, tcp::socket socket, const tcp::endpoint* peer = nullptr,
+                   const tcp::endpoint* local = nullptr);
 
 // QUIT on this worker: close idle keep-alive connections; busy ones close after their request.
 void drain(worker_context& w);
