@@ -165,8 +165,12 @@ struct tunnel final : tunnel_handle, ring_user {
     error_code ec;
     if (ring) {
       // Whatever the ring still does on these descriptors ends; they are closed with the
-      // tunnel, once the last completion came back (the watchdog waits for it).
-      for (int f : fd) io_uring_prep_cancel_fd(ring->sqe(nullptr, 0), f, IORING_ASYNC_CANCEL_ALL);
+      // tunnel, once the last completion came back (the watchdog waits for it). shutdown()
+      // ends a pending receive (with 0) and send at once; a cancel would search every request
+      // of the ring, and 9,000 tunnels closing together took seconds that way. Descriptor d
+      // has lane d's receive and lane 1 - d's send.
+      for (int d = 0; d < 2; ++d)
+        if (lanes[d].recv_on || lanes[1 - d].cur.size > 0) ::shutdown(fd[d], SHUT_RDWR);
       for (auto& l : lanes) drop_queue(l);  // what waited for a write will not be written
     } else {
       sockets->client.close(ec);
