@@ -68,6 +68,71 @@ bool is_numeric_host(std::string_view host) {
   return ::inet_pton(AF_INET, name, &a4) == 1 || ::inet_pton(AF_INET6, name, &a6) == 1;
 }
 
+namespace {
+
+// ngx_http_upstream_get_peer over one list; `base` offsets its indexes in `tried`.
+peer* pick_from(std::vector<peer>& list, size_t base, peer_group::tried_set& tried,
+                std::chrono::steady_clock::time_point now, bool& any_live) {
+  peer* best = nullptr;
+  int total = 0;
+  for (size_t i = 0; i < list.size(); ++i) {
+    peer& p = list[i];
+    const bool failed_out =
+        p.max_fails && p.fails >= p.max_fails && now - p.checked <= p.fail_timeout;
+    if (failed_out) continue;
+    any_live = true;
+    if (tried[base + i]) continue;
+    p.current_weight += p.effective_weight;
+    total += p.effective_weight;
+    if (p.effective_weight < p.weight) ++p.effective_weight;
+    if (!best || p.current_weight > best->current_weight) best = &p;
+  }
+  if (!best) return nullptr;
+  best->current_weight -= total;
+  if (now - best->checked > best->fail_timeout) best->checked = now;
+  tried[base + static_cast<size_t>(best - list.data())] = true;
+  return best;
+}
+
+}  // namespace
+
+const peer* peer_group::pick(tried_set& tried, std::chrono::steady_clock::time_point now,
+                             bool& any_live) const {
+  if (tried.size() != size()) tried.assign(size(), false);
+  any_live = false;
+  // A single server is never considered unavailable (nginx ignores max_fails there).
+  if (primary.size() == 1 && backup.empty()) {
+    any_live = true;
+    if (tried[0]) return nullptr;
+    tried[0] = true;
+    return &primary[0];
+  }
+  std::lock_guard lock(mu);
+  if (peer* p = pick_from(primary, 0, tried, now, any_live)) return p;
+  bool backup_live = false;
+  peer* p = pick_from(backup, primary.size(), tried, now, backup_live);
+  any_live = any_live || backup_live;
+  return p;
+}
+
+bool peer_group::report(const peer* cp, bool failed, std::chrono::steady_clock::time_point now) const {
+  if (primary.size() == 1 && backup.empty()) return false;
+  std::lock_guard lock(mu);
+  peer& p = *const_cast<peer*>(cp);  // one of ours: the lists are mutable state
+  if (!failed) {
+    if (p.accessed < p.checked) p.fails = 0;
+    return false;
+  }
+  ++p.fails;
+  p.accessed = p.checked = now;
+  if (p.max_fails) {
+    p.effective_weight -= p.weight / p.max_fails;
+    if (p.effective_weight < 0) p.effective_weight = 0;
+    return p.fails >= p.max_fails;
+  }
+  return false;
+}
+
 runtime_result build_runtime(std::shared_ptr<const config::snapshot> config) {
   auto rt = std::make_shared<runtime>();
   rt->config = config;
@@ -124,16 +189,21 @@ runtime_result build_runtime(std::shared_ptr<const config::snapshot> config) {
     g->keepalive_requests = up.keepalive_requests;
     g->keepalive_timeout = up.keepalive_timeout;
     for (const auto& s : up.servers) {
-      if (s.down || s.backup) continue;
+      if (s.down) continue;
       auto addrs = resolve(s.host, s.port);
       if (addrs.empty()) {
         result.error = "host not found in upstream \"" + s.host + ":" + std::to_string(s.port) +
                        "\"" + where(s.where);
         return result;
       }
-      // weight N: the address appears N times in the rotation.
-      for (int i = 0; i < std::max(1, s.weight); ++i)
-        for (const auto& a : addrs) g->peers.push_back(a);
+      for (auto& a : addrs) {
+        peer p;
+        p.addr = std::move(a);
+        p.weight = p.effective_weight = std::max(1, s.weight);
+        p.max_fails = s.max_fails;
+        p.fail_timeout = s.fail_timeout;
+        (s.backup ? g->backup : g->primary).push_back(std::move(p));
+      }
     }
     rt->groups.emplace(name, std::move(g));
   }
@@ -157,7 +227,11 @@ runtime_result build_runtime(std::shared_ptr<const config::snapshot> config) {
           }
           auto g = std::make_unique<peer_group>();
           g->name = key;
-          g->peers = std::move(addrs);
+          for (auto& a : addrs) {
+            peer p;
+            p.addr = std::move(a);
+            g->primary.push_back(std::move(p));
+          }
           rt->groups.emplace(key, std::move(g));
         }
       }

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <mutex>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
@@ -31,14 +32,41 @@ struct listen_point {
   int backlog = 511;
 };
 
-// The addresses a proxy_pass target or an upstream{} block resolves to, tried round-robin.
+// One address of an upstream{} server (a name may resolve to several), with nginx's
+// round-robin state: smooth weighted round robin and passive health (max_fails within
+// fail_timeout makes a peer unavailable for fail_timeout).
+struct peer {
+  socket_address addr;
+  int weight = 1;
+  int max_fails = 1;
+  config::duration fail_timeout = std::chrono::seconds(10);
+  // Guarded by peer_group::mu; shared by all workers (as nginx's upstream zone).
+  int current_weight = 0;
+  int effective_weight = 1;
+  int fails = 0;
+  std::chrono::steady_clock::time_point accessed{}, checked{};
+};
+
+// The addresses a proxy_pass target or an upstream{} block resolves to, and how one is picked:
+// ngx_http_upstream_round_robin, backup servers once every primary one is unavailable.
 struct peer_group {
   std::string name;  // upstream name, or "host:port"
-  std::vector<socket_address> peers;
+  mutable std::vector<peer> primary, backup;
   int keepalive = 0;  // idle connections kept per worker (upstream{} keepalive N)
   int keepalive_requests = 1000;
   config::duration keepalive_timeout = std::chrono::seconds(60);
-  mutable std::atomic<unsigned> next{0};
+  mutable std::mutex mu;
+
+  // What one request has tried: indexes into primary, then backup (primary.size() + i).
+  using tried_set = std::vector<bool>;
+  // The next peer to try, nullptr when none is left (all tried, down or failed too often).
+  // `any_live` says whether some peer was available at all ("no live upstreams" otherwise).
+  const peer* pick(tried_set& tried, std::chrono::steady_clock::time_point now,
+                   bool& any_live) const;
+  // After a connect to `p`: failed counts towards max_fails; a success clears the count.
+  // True when this failure made the peer unavailable (nginx logs it).
+  bool report(const peer* p, bool failed, std::chrono::steady_clock::time_point now) const;
+  size_t size() const { return primary.size() + backup.size(); }
 };
 
 // Looks up std::string keys by string_view, without a temporary string per request.

@@ -302,6 +302,7 @@ class session {
   // proxy_pass with variables: the last numeric address resolved, kept while requests name it.
   std::string dynamic_key_;
   std::vector<socket_address> dynamic_peers_;
+  peer_group::tried_set tried_;  // the peers this request has tried
 };
 
 session::session(std::shared_ptr<connection_state> st) : s_(std::move(st)), w_(s_->w) {
@@ -870,17 +871,34 @@ awaitable<upstream_failure> session::connect_upstream(const routing::decision& d
     }
     if (is_numeric_host(up.host)) dynamic_key_.assign(key);
   }
-  const auto& peers = g ? g->peers : dynamic_peers_;
-  if (peers.empty()) co_return upstream_failure::error;
-
-  const unsigned start = g ? g->next.fetch_add(1, std::memory_order_relaxed) : 0;
+  if (g) tried_.assign(g->size(), false);
+  size_t next_dynamic = 0;
+  bool picked_any = false;
   upstream_failure last = upstream_failure::error;
-  for (size_t i = 0; i < peers.size(); ++i) {
-    const socket_address& peer = peers[(start + i) % peers.size()];
+  for (;;) {
+    // The balancer picks the peer (nginx's round robin: weights, max_fails, backup servers).
+    const peer* chosen = nullptr;
+    const socket_address* addr = nullptr;
+    if (g) {
+      bool any_live = false;
+      chosen = g->pick(tried_, clock::now(), any_live);
+      if (!chosen) {
+        if (!any_live)
+          log(log_level::error, "no live upstreams while connecting to upstream" + error_context());
+        break;
+      }
+      addr = &chosen->addr;
+    } else {
+      if (next_dynamic == dynamic_peers_.size()) break;
+      addr = &dynamic_peers_[next_dynamic++];
+    }
+    const bool first = !picked_any;
+    picked_any = true;
+    const socket_address& peer = *addr;
     upstream_addr_ = peer.text;
     // As nginx's keepalive module: the balancer picks the peer, then an idle connection to
     // that peer is reused when one is still open and within its limits.
-    if (g && g->keepalive > 0 && i == 0) {
+    if (g && g->keepalive > 0 && first) {
       pool_lookup_.assign(key).append(1, '|').append(peer.text);  // reuses its capacity
       auto it = w_.idle_upstreams.find(pool_lookup_);
       while (it != w_.idle_upstreams.end() && !it->second.empty()) {
@@ -892,6 +910,7 @@ awaitable<upstream_failure> session::connect_upstream(const routing::decision& d
         if (alive && clock::now() - conn->idle_since < g->keepalive_timeout) {
           s_->upstream = std::move(conn);
           reused = true;
+          g->report(chosen, false, clock::now());
           co_return upstream_failure::none;
         }
         error_code ec;
@@ -927,6 +946,7 @@ awaitable<upstream_failure> session::connect_upstream(const routing::decision& d
     s_->disarm();
     if (!cec) {
       s_->upstream->socket.set_option(tcp::no_delay(true), ec);
+      if (chosen) g->report(chosen, false, clock::now());
       co_return upstream_failure::none;
     }
     if (timed_out) {
@@ -940,6 +960,9 @@ awaitable<upstream_failure> session::connect_upstream(const routing::decision& d
       last = upstream_failure::error;
     }
     release_upstream(false);
+    if (chosen && g->report(chosen, true, clock::now()))
+      log(log_level::warn,
+          "upstream server temporarily disabled while connecting to upstream" + error_context());
   }
   co_return last;
 }
