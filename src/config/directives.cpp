@@ -1146,6 +1146,10 @@ void h_balancer(S& st, const T& s) {
   if (up.balancer != "round_robin")
     st.snap->notices.push_back({st.here(s.line), "load balancing method redefined"});
   up.balancer = dname(s);
+  if (dname(s) == "least_conn")
+    st.snap->notices.push_back(
+        {st.here(s.line),
+         "wsgate balances this upstream round robin: least_conn is not implemented yet"});
   if (dname(s) == "hash") {
     up.hash_key = st.tmpl(arg(s, 1), s.line);
     if (nargs(s) == 2) {
@@ -1153,6 +1157,10 @@ void h_balancer(S& st, const T& s) {
         st.fail(s.line, fmt::format("invalid parameter \"{}\"", arg(s, 2)),
                 "write `hash KEY;` or `hash KEY consistent;`");
       up.hash_consistent = true;
+      st.snap->notices.push_back(
+          {st.here(s.line),
+           "wsgate maps keys to servers with plain `hash KEY` (as nginx without consistent): "
+           "more keys move to other servers when one is added or removed"});
     }
   }
 }
@@ -1324,10 +1332,11 @@ std::vector<directive_spec> make_table() {
       {"keepalive_timeout", "keepalive_timeout TIME", ctx_upstream, take1,
        h_upstream_keepalive_timeout, "idle time of a kept backend connection (60s)"},
       {"least_conn", "least_conn", ctx_upstream, take0, h_balancer,
-       "send to the server with the fewest active connections"},
-      {"ip_hash", "ip_hash", ctx_upstream, take0, h_balancer, "pick the server by client address"},
+       "accepted, balanced round robin for now (wsgate -t says so)"},
+      {"ip_hash", "ip_hash", ctx_upstream, take0, h_balancer,
+       "pick the server by the client's address (its first three bytes for IPv4), as nginx"},
       {"hash", "hash KEY [consistent]", ctx_upstream, take12, h_balancer,
-       "pick the server by a key"},
+       "pick the server by a key, as nginx (consistent: plain hashing, wsgate -t says so)"},
       // wsgate's own
       {"websocket_keepalive", "websocket_keepalive TIME", ctx_hsl, take1,
        set_time<&L::websocket_keepalive>,

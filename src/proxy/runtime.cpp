@@ -4,6 +4,7 @@
 #include <netdb.h>
 #include <unistd.h>
 
+#include <boost/crc.hpp>
 #include <cstring>
 #include <functional>
 
@@ -70,16 +71,18 @@ bool is_numeric_host(std::string_view host) {
 
 namespace {
 
+bool failed_out(const peer& p, std::chrono::steady_clock::time_point now) {
+  return p.max_fails && p.fails >= p.max_fails && now - p.checked <= p.fail_timeout;
+}
+
 // ngx_http_upstream_get_peer over one list; `base` offsets its indexes in `tried`.
-peer* pick_from(std::vector<peer>& list, size_t base, peer_group::tried_set& tried,
+peer* pick_from(std::vector<peer>& list, size_t base, std::vector<bool>& tried,
                 std::chrono::steady_clock::time_point now, bool& any_live) {
   peer* best = nullptr;
   int total = 0;
   for (size_t i = 0; i < list.size(); ++i) {
     peer& p = list[i];
-    const bool failed_out =
-        p.max_fails && p.fails >= p.max_fails && now - p.checked <= p.fail_timeout;
-    if (failed_out) continue;
+    if (p.down || failed_out(p, now)) continue;
     any_live = true;
     if (tried[base + i]) continue;
     p.current_weight += p.effective_weight;
@@ -96,18 +99,58 @@ peer* pick_from(std::vector<peer>& list, size_t base, peer_group::tried_set& tri
 
 }  // namespace
 
-const peer* peer_group::pick(tried_set& tried, std::chrono::steady_clock::time_point now,
+// ngx_http_upstream_get_ip_hash_peer / get_hash_peer (not consistent): the key picks a point
+// in the servers' weights; a server that is out, or tried, rehashes; null after 20 of those.
+peer* pick_hashed(std::vector<peer>& list, int total_weight, peer_group::method m,
+                  peer_group::pick_state& st, std::chrono::steady_clock::time_point now) {
+  if (total_weight <= 0) return nullptr;
+  for (;;) {
+    if (m == peer_group::method::ip_hash) {
+      for (unsigned char b : st.key) st.hash = (st.hash * 113 + b) % 6271;
+    } else {
+      // Cache::Memcached's ((crc32([REHASH] KEY) >> 16) & 0x7fff) + PREV_HASH.
+      boost::crc_32_type crc;
+      if (st.rehash > 0) {
+        const std::string r = std::to_string(st.rehash);
+        crc.process_bytes(r.data(), r.size());
+      }
+      crc.process_bytes(st.key.data(), st.key.size());
+      st.hash += (crc.checksum() >> 16) & 0x7fff;
+      ++st.rehash;
+    }
+    uint32_t w = st.hash % static_cast<uint32_t>(total_weight);
+    size_t i = 0;
+    while (w >= static_cast<uint32_t>(list[i].weight)) w -= static_cast<uint32_t>(list[i++].weight);
+    peer& p = list[i];
+    if (!st.tried[i] && !p.down && !failed_out(p, now)) {
+      if (now - p.checked > p.fail_timeout) p.checked = now;
+      st.tried[i] = true;
+      return &p;
+    }
+    if (++st.tries > 20) return nullptr;
+  }
+}
+
+const peer* peer_group::pick(pick_state& st, std::chrono::steady_clock::time_point now,
                              bool& any_live) const {
+  auto& tried = st.tried;
   if (tried.size() != size()) tried.assign(size(), false);
   any_live = false;
   // A single server is never considered unavailable (nginx ignores max_fails there).
-  if (primary.size() == 1 && backup.empty()) {
+  if (primary.size() == 1 && backup.empty() && !primary[0].down) {
     any_live = true;
     if (tried[0]) return nullptr;
     tried[0] = true;
     return &primary[0];
   }
   std::lock_guard lock(mu);
+  const bool hashed = balance == method::ip_hash || (balance == method::hash && !st.key.empty());
+  if (hashed && st.tries <= 20) {
+    if (peer* p = pick_hashed(primary, total_weight, balance, st, now)) {
+      any_live = true;
+      return p;
+    }
+  }
   if (peer* p = pick_from(primary, 0, tried, now, any_live)) return p;
   bool backup_live = false;
   peer* p = pick_from(backup, primary.size(), tried, now, backup_live);
@@ -115,7 +158,8 @@ const peer* peer_group::pick(tried_set& tried, std::chrono::steady_clock::time_p
   return p;
 }
 
-bool peer_group::report(const peer* cp, bool failed, std::chrono::steady_clock::time_point now) const {
+bool peer_group::report(const peer* cp, bool failed,
+                        std::chrono::steady_clock::time_point now) const {
   if (primary.size() == 1 && backup.empty()) return false;
   std::lock_guard lock(mu);
   peer& p = *const_cast<peer*>(cp);  // one of ours: the lists are mutable state
@@ -188,8 +232,9 @@ runtime_result build_runtime(std::shared_ptr<const config::snapshot> config) {
     g->keepalive = up.keepalive;
     g->keepalive_requests = up.keepalive_requests;
     g->keepalive_timeout = up.keepalive_timeout;
+    if (up.balancer == "ip_hash") g->balance = peer_group::method::ip_hash;
+    if (up.balancer == "hash") g->balance = peer_group::method::hash;
     for (const auto& s : up.servers) {
-      if (s.down) continue;
       auto addrs = resolve(s.host, s.port);
       if (addrs.empty()) {
         result.error = "host not found in upstream \"" + s.host + ":" + std::to_string(s.port) +
@@ -202,6 +247,8 @@ runtime_result build_runtime(std::shared_ptr<const config::snapshot> config) {
         p.weight = p.effective_weight = std::max(1, s.weight);
         p.max_fails = s.max_fails;
         p.fail_timeout = s.fail_timeout;
+        p.down = s.down;
+        if (!s.backup) g->total_weight += p.weight;
         (s.backup ? g->backup : g->primary).push_back(std::move(p));
       }
     }
@@ -230,6 +277,7 @@ runtime_result build_runtime(std::shared_ptr<const config::snapshot> config) {
           for (auto& a : addrs) {
             peer p;
             p.addr = std::move(a);
+            g->total_weight += p.weight;
             g->primary.push_back(std::move(p));
           }
           rt->groups.emplace(key, std::move(g));

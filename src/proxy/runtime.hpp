@@ -6,9 +6,10 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
-#include <string>
 #include <mutex>
+#include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
@@ -40,6 +41,7 @@ struct peer {
   int weight = 1;
   int max_fails = 1;
   config::duration fail_timeout = std::chrono::seconds(10);
+  bool down = false;  // kept in the list: ip_hash and hash map keys over every server
   // Guarded by peer_group::mu; shared by all workers (as nginx's upstream zone).
   int current_weight = 0;
   int effective_weight = 1;
@@ -51,18 +53,33 @@ struct peer {
 // ngx_http_upstream_round_robin, backup servers once every primary one is unavailable.
 struct peer_group {
   std::string name;  // upstream name, or "host:port"
+  // ip_hash: by the client's address; hash: by `hash KEY` (the request's balance_key); both
+  // fall back to round robin after 20 picks that found the server out (as nginx).
+  enum class method { round_robin, ip_hash, hash } balance = method::round_robin;
   mutable std::vector<peer> primary, backup;
-  int keepalive = 0;  // idle connections kept per worker (upstream{} keepalive N)
+  int total_weight = 0;  // of primary, `down` ones included
+  int keepalive = 0;     // idle connections kept per worker (upstream{} keepalive N)
   int keepalive_requests = 1000;
   config::duration keepalive_timeout = std::chrono::seconds(60);
   mutable std::mutex mu;
 
-  // What one request has tried: indexes into primary, then backup (primary.size() + i).
-  using tried_set = std::vector<bool>;
+  // What one request has tried (indexes into primary, then backup at primary.size() + i) and
+  // where its hashing stands.
+  struct pick_state {
+    std::vector<bool> tried;
+    std::string_view key;  // ip_hash: the address bytes (3 of IPv4, 16 of IPv6); hash: the key
+    uint32_t hash = 0;
+    int tries = 0, rehash = 0;
+    void reset(const peer_group& g, std::string_view k) {
+      tried.assign(g.size(), false);
+      key = k;
+      hash = g.balance == method::ip_hash ? 89 : 0;
+      tries = rehash = 0;
+    }
+  };
   // The next peer to try, nullptr when none is left (all tried, down or failed too often).
   // `any_live` says whether some peer was available at all ("no live upstreams" otherwise).
-  const peer* pick(tried_set& tried, std::chrono::steady_clock::time_point now,
-                   bool& any_live) const;
+  const peer* pick(pick_state& st, std::chrono::steady_clock::time_point now, bool& any_live) const;
   // After a connect to `p`: failed counts towards max_fails; a success clears the count.
   // True when this failure made the peer unavailable (nginx logs it).
   bool report(const peer* p, bool failed, std::chrono::steady_clock::time_point now) const;

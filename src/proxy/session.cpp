@@ -1,5 +1,6 @@
 // The client connection, as coroutines named by phase: run_session reads requests and answers
 // or proxies them (proxy_request); a confirmed upgrade hands both sockets to the tunnel.
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -16,8 +17,8 @@
 #include <boost/asio/write.hpp>
 #include <charconv>
 #include <cstring>
-#include <optional>
 #include <ctime>
+#include <optional>
 #include <span>
 
 #include "http/chunked.hpp"
@@ -302,7 +303,9 @@ class session {
   // proxy_pass with variables: the last numeric address resolved, kept while requests name it.
   std::string dynamic_key_;
   std::vector<socket_address> dynamic_peers_;
-  peer_group::tried_set tried_;  // the peers this request has tried
+  peer_group::pick_state pick_;         // the peers this request has tried, its hashing
+  unsigned char client_addr_[16] = {};  // ip_hash's key: the client's address bytes
+  size_t client_addr_len_ = 0;
 };
 
 session::session(std::shared_ptr<connection_state> st) : s_(std::move(st)), w_(s_->w) {
@@ -871,7 +874,19 @@ awaitable<upstream_failure> session::connect_upstream(const routing::decision& d
     }
     if (is_numeric_host(up.host)) dynamic_key_.assign(key);
   }
-  if (g) tried_.assign(g->size(), false);
+  if (g) {
+    std::string_view balance_key = up.balance_key;
+    if (g->balance == peer_group::method::ip_hash) {
+      // nginx hashes the first three bytes of an IPv4 address, all 16 of an IPv6 one.
+      if (client_addr_len_ == 0) {
+        const bool v6 = info_.remote_addr.find(':') != std::string::npos;
+        if (::inet_pton(v6 ? AF_INET6 : AF_INET, info_.remote_addr.c_str(), client_addr_) == 1)
+          client_addr_len_ = v6 ? 16 : 3;
+      }
+      balance_key = std::string_view(reinterpret_cast<const char*>(client_addr_), client_addr_len_);
+    }
+    pick_.reset(*g, balance_key);
+  }
   size_t next_dynamic = 0;
   bool picked_any = false;
   upstream_failure last = upstream_failure::error;
@@ -881,7 +896,7 @@ awaitable<upstream_failure> session::connect_upstream(const routing::decision& d
     const socket_address* addr = nullptr;
     if (g) {
       bool any_live = false;
-      chosen = g->pick(tried_, clock::now(), any_live);
+      chosen = g->pick(pick_, clock::now(), any_live);
       if (!chosen) {
         if (!any_live)
           log(log_level::error, "no live upstreams while connecting to upstream" + error_context());

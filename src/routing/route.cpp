@@ -605,6 +605,7 @@ void reset(decision& d) {
   up.port = 0;
   up.via_upstream_block = false;
   up.method.clear();
+  up.balance_key.clear();
   up.uri.clear();
   up.version.clear();
   // up.headers is overwritten slot by slot by build_upstream and emptied where it is not run.
@@ -834,6 +835,11 @@ void route_impl(const config::snapshot& config, const request_info& rq, decision
       d.status_page = loc.status;
     } else if (m.loc && loc.proxy_pass) {
       build_upstream(d, loc, rq, ctx, st, underscores);
+      if (d.what == action::proxy && d.upstream.via_upstream_block && config.http) {
+        const auto u = config.http->upstreams.find(d.upstream.host);
+        if (u != config.http->upstreams.end() && u->second.balancer == "hash")
+          evaluate_into(u->second.hash_key, ctx, d.upstream.balance_key);
+      }
     } else {
       d.what = action::not_found;
       d.status = 404;

@@ -59,6 +59,8 @@ struct upstream_request {
   // A chunked client body that nginx buffers before sending: insert "Content-Length: <size of
   // the body>" at this index of `headers` once the body is read (-1: nothing to insert).
   int pending_content_length_at = -1;
+  // upstream{} with `hash KEY`: the key evaluated for this request.
+  std::string balance_key;
 };
 
 // What the data path must do with the request.

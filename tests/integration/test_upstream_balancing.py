@@ -4,15 +4,27 @@ that refuses connections (retried on the next server, then left out for fail_tim
 servers (only while every primary one is out), `down`, and no live upstreams (502)."""
 import json
 import os
+import socket
 import unittest
 
-from harness import NGINX, WsgateCase, exchange, free_port, parse_responses, start_nginx
+from harness import (NGINX, WsgateCase, exchange, free_port, parse_responses, read_to_close,
+                     start_nginx)
 
 HAVE_TEST_UPSTREAM = os.path.exists(os.environ.get("TEST_UPSTREAM", ""))
 
 
-def answer(port, target):
-    data = exchange(port, f"GET {target} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".encode())
+def answer(port, target, source=None):
+    request = f"GET {target} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".encode()
+    if source:
+        s = socket.socket()
+        s.bind((source, 0))
+        s.settimeout(5)
+        s.connect(("127.0.0.1", port))
+        s.sendall(request)
+        data = read_to_close(s)
+        s.close()
+    else:
+        data = exchange(port, request)
     (status, _, body), = parse_responses(data)
     if status != 200:
         return str(status)
@@ -60,6 +72,40 @@ server {{ listen 127.0.0.1:PORT;
         log = gate.log()
         self.assertIn("upstream server temporarily disabled while connecting to upstream", log)
         self.assertIn("no live upstreams while connecting to upstream", log)
+
+
+    def test_hashing_as_nginx(self):
+        """ip_hash (the first three bytes of the client's IPv4 address) and `hash KEY`
+        (Cache::Memcached's CRC32 scheme), with weights, a `down` server that keeps its place, and
+        a refused one that makes the key rehash: the same server for each key as nginx."""
+        a, b, c = self.upstream("a"), self.upstream("b"), self.upstream("c")
+        dead = free_port()
+        conf = f"""
+upstream by_ip {{ ip_hash; server 127.0.0.1:{a.port}; server 127.0.0.1:{b.port} weight=2;
+  server 127.0.0.1:{c.port}; }}
+upstream by_room {{ hash $arg_room; server 127.0.0.1:{a.port}; server 127.0.0.1:{b.port} down;
+  server 127.0.0.1:{c.port} weight=3; server 127.0.0.1:{dead}; }}
+server {{ listen 127.0.0.1:PORT;
+  location /ip/ {{ proxy_pass http://by_ip; }}
+  location /room/ {{ proxy_pass http://by_room; }}
+}}"""
+        sources = [f"127.0.{x}.{y}" for x in (1, 2, 3, 5, 8, 13, 21, 34, 55, 89) for y in (1, 7)]
+        rooms = [f"/room/?room={r}" for r in
+                 ["lobby", "a", "b", "general", "voice-ar", "voice-en", "42", "x" * 40, "room-7", "z9"]]
+        seen = {}
+        for name in ("nginx", "wsgate"):
+            port = start_nginx(self, conf) if name == "nginx" else self.wsgate(conf).port
+            seen[name] = ([answer(port, "/ip/", src) for src in sources],
+                          [answer(port, r) for r in rooms * 2])
+        self.assertEqual(seen["wsgate"], seen["nginx"])
+        by_ip, by_room = seen["wsgate"]
+        # Affinity: the two sources of one /24 always land together; the keys spread.
+        for i in range(0, len(by_ip), 2):
+            self.assertEqual(by_ip[i], by_ip[i + 1])
+        self.assertGreater(len(set(by_ip)), 1)
+        self.assertEqual(by_room[:len(rooms)], by_room[len(rooms):])  # the same key, the same server
+        self.assertNotIn("b", by_room)  # down
+        self.assertGreater(len(set(by_room)), 1)
 
 
 if __name__ == "__main__":

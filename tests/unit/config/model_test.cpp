@@ -418,10 +418,14 @@ TEST(Upstream, Balancers) {
   EXPECT_EQ(ups.at("c").keepalive, 0);
   EXPECT_EQ(ups.at("c").keepalive_timeout, 60s);
   EXPECT_EQ(ups.at("c").keepalive_requests, 1000);
-  EXPECT_TRUE(c->notices.empty());
+  // What wsgate does not do as nginx is said: `consistent` is plain hashing here.
+  ASSERT_EQ(c->notices.size(), 1u);
+  EXPECT_NE(c->notices[0].text.find("plain `hash KEY`"), std::string::npos);
   auto r = load_ok("events {} http { upstream a { least_conn; ip_hash; server 127.0.0.1:1; } }");
-  ASSERT_EQ(r->notices.size(), 1u);
-  EXPECT_EQ(r->notices[0].text, "load balancing method redefined");
+  ASSERT_EQ(r->notices.size(), 2u);
+  EXPECT_EQ(r->notices[0].text,
+            "wsgate balances this upstream round robin: least_conn is not implemented yet");
+  EXPECT_EQ(r->notices[1].text, "load balancing method redefined");
 }
 
 TEST(Map, EntriesRegexAndHostnames) {

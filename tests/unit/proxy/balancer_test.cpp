@@ -25,7 +25,7 @@ void add(std::vector<peer>& list, const std::string& name, int weight = 1, int m
 
 // One request: the first peer picked, reported as a success (or "-" when none).
 std::string one_request(const peer_group& g, clock::time_point now) {
-  peer_group::tried_set tried;
+  peer_group::pick_state tried;
   bool live = false;
   const peer* p = g.pick(tried, now, live);
   if (!p) return "-";
@@ -50,7 +50,7 @@ TEST(Balancer, SmoothWeightedOrderAsNginx) {
 std::string serve(const peer_group& g, clock::time_point now, int requests, int& disabled) {
   std::string served;
   for (int i = 0; i < requests; ++i) {
-    peer_group::tried_set tried;
+    peer_group::pick_state tried;
     bool live = false;
     for (const peer* p; (p = g.pick(tried, now, live));) {
       const bool fails = p->addr.text == "a";
@@ -87,7 +87,7 @@ TEST(Balancer, ASuccessAfterFailTimeoutClearsTheFailures) {
   add(g.primary, "a", 1, 1, seconds(10));
   add(g.primary, "b", 1, 1, seconds(10));
   const auto t = clock::now();
-  peer_group::tried_set tried;
+  peer_group::pick_state tried;
   bool live = false;
   const peer* p = g.pick(tried, t, live);
   ASSERT_EQ(p->addr.text, "a");
@@ -106,7 +106,7 @@ TEST(Balancer, OneRequestTriesEachPeerOnceThenBackupThenNothing) {
   add(g.primary, "b");
   add(g.backup, "z");
   const auto t = clock::now();
-  peer_group::tried_set tried;
+  peer_group::pick_state tried;
   bool live = false;
   std::string seq;
   for (const peer* p; (p = g.pick(tried, t, live));) {
@@ -115,11 +115,11 @@ TEST(Balancer, OneRequestTriesEachPeerOnceThenBackupThenNothing) {
   }
   EXPECT_EQ(seq, "abz");
   // Everything failed within fail_timeout: the next request finds no live upstream.
-  tried.clear();
+  tried.reset(g, {});
   EXPECT_EQ(g.pick(tried, t + seconds(1), live), nullptr);
   EXPECT_FALSE(live);
   // The backup alone comes back first when only it has recovered... all recover together here.
-  tried.clear();
+  tried.reset(g, {});
   EXPECT_NE(g.pick(tried, t + seconds(11), live), nullptr);
   EXPECT_TRUE(live);
 }
@@ -130,7 +130,7 @@ TEST(Balancer, BackupOnlyWhilePrimariesAreOut) {
   add(g.backup, "z");
   const auto t = clock::now();
   EXPECT_EQ(one_request(g, t), "a");
-  peer_group::tried_set tried;
+  peer_group::pick_state tried;
   bool live = false;
   const peer* a = g.pick(tried, t, live);
   g.report(a, true, t);
@@ -142,13 +142,13 @@ TEST(Balancer, ASingleServerIsNeverTakenOut) {
   peer_group g;
   add(g.primary, "only", 1, 1, seconds(10));
   const auto t = clock::now();
-  peer_group::tried_set tried;
+  peer_group::pick_state tried;
   bool live = false;
   const peer* p = g.pick(tried, t, live);
   ASSERT_NE(p, nullptr);
   EXPECT_FALSE(g.report(p, true, t));
   EXPECT_EQ(g.pick(tried, t, live), nullptr);  // tried in this request
-  EXPECT_EQ(one_request(g, t), "only");         // but the next request tries it again
+  EXPECT_EQ(one_request(g, t), "only");        // but the next request tries it again
 }
 
 TEST(Balancer, MaxFailsZeroNeverTakesAPeerOut) {
@@ -157,7 +157,7 @@ TEST(Balancer, MaxFailsZeroNeverTakesAPeerOut) {
   add(g.primary, "b", 1, 0);
   const auto t = clock::now();
   for (int i = 0; i < 5; ++i) {
-    peer_group::tried_set tried;
+    peer_group::pick_state tried;
     bool live = false;
     const peer* p = g.pick(tried, t, live);
     ASSERT_NE(p, nullptr);
