@@ -819,7 +819,7 @@ void h_access(S& st, const T& s) {
     bool ok = ::inet_pton(v6 ? AF_INET6 : AF_INET, addr.c_str(), r.addr) == 1;
     if (ok && slash != std::string::npos) {
       const auto n = parse_number(value.substr(slash + 1));
-      ok = n && *n <= static_cast<uint64_t>(max_bits) && slash + 1 < value.size();
+      ok = n && *n >= 0 && *n <= max_bits && slash + 1 < value.size();
       if (ok) bits = static_cast<int>(*n);
     }
     if (!ok)
