@@ -1104,6 +1104,8 @@ void h_upstream_server(S& st, const T& s) {
       u.max_fails = num(10);
     } else if (p.starts_with("max_conns=")) {
       num(10);
+      st.snap->notices.push_back(
+          {st.here(s.line), "wsgate ignores max_conns: connections per server are not limited"});
     } else if (p.starts_with("fail_timeout=")) {
       auto d = parse_duration(std::string_view(p).substr(13));
       if (!d) st.fail(s.line, fmt::format("invalid parameter \"{}\"", p));

@@ -426,6 +426,9 @@ TEST(Upstream, Balancers) {
   EXPECT_EQ(r->notices[0].text,
             "wsgate balances this upstream round robin: least_conn is not implemented yet");
   EXPECT_EQ(r->notices[1].text, "load balancing method redefined");
+  auto m = load_ok("events {} http { upstream a { server 127.0.0.1:1 max_conns=10; } }");
+  ASSERT_EQ(m->notices.size(), 1u);
+  EXPECT_EQ(m->notices[0].text, "wsgate ignores max_conns: connections per server are not limited");
 }
 
 TEST(Map, EntriesRegexAndHostnames) {
