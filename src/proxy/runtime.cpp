@@ -177,6 +177,17 @@ bool peer_group::report(const peer* cp, bool failed,
   return false;
 }
 
+std::vector<peer_group::peer_view> peer_group::view(
+    std::chrono::steady_clock::time_point now) const {
+  std::vector<peer_view> out;
+  std::lock_guard lock(mu);
+  for (const auto* list : {&primary, &backup})
+    for (const peer& p : *list)
+      out.push_back({p.addr.text, p.weight, list == &backup, p.down, p.fails,
+                     !p.down && !failed_out(p, now)});
+  return out;
+}
+
 runtime_result build_runtime(std::shared_ptr<const config::snapshot> config) {
   auto rt = std::make_shared<runtime>();
   rt->config = config;

@@ -84,6 +84,16 @@ struct peer_group {
   // True when this failure made the peer unavailable (nginx logs it).
   bool report(const peer* p, bool failed, std::chrono::steady_clock::time_point now) const;
   size_t size() const { return primary.size() + backup.size(); }
+
+  // Each server's state now, for the status page.
+  struct peer_view {
+    std::string server;
+    int weight = 1;
+    bool backup = false, down = false;
+    int fails = 0;
+    bool available = true;  // not down, and not out for max_fails within fail_timeout
+  };
+  std::vector<peer_view> view(std::chrono::steady_clock::time_point now) const;
 };
 
 // Looks up std::string keys by string_view, without a temporary string per request.

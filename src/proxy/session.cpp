@@ -820,7 +820,7 @@ awaitable<bool> session::serve_status(config::location::status_page page) {
   std::vector<int> missing;
   const auto parts = co_await collect_status(w_, missing);
   const auto started = w_.peers.empty() ? w_.started : w_.peers.front()->started;
-  const auto [body, type] = format_status(parts, missing, started, *format);
+  const auto [body, type] = format_status(parts, missing, started, *format, rt_.get());
   co_return co_await respond(200, body, type, {});
 }
 

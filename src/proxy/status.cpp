@@ -93,6 +93,18 @@ sums add_up(const std::vector<worker_snapshot>& parts) {
   return t;
 }
 
+// The upstream{} blocks' servers as they stand, by upstream name (proxy_pass host:port groups
+// have one server, never taken out: left out).
+std::vector<std::pair<std::string, std::vector<peer_group::peer_view>>> upstream_views(
+    const runtime* rt) {
+  std::vector<std::pair<std::string, std::vector<peer_group::peer_view>>> out;
+  if (!rt || !rt->config || !rt->config->http) return out;
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& [name, up] : rt->config->http->upstreams)
+    if (const peer_group* g = rt->find(name)) out.emplace_back(name, g->view(now));
+  return out;
+}
+
 std::string iso_time(std::chrono::system_clock::time_point t) {
   const std::time_t tt = std::chrono::system_clock::to_time_t(t);
   std::tm tm{};
@@ -144,7 +156,7 @@ std::string label_escape(std::string_view s) {
 }
 
 std::string to_json(const std::vector<worker_snapshot>& parts, const std::vector<int>& missing,
-                    std::chrono::system_clock::time_point started) {
+                    std::chrono::system_clock::time_point started, const runtime* rt) {
   const sums t = add_up(parts);
   json tunnels = json::array();
   for (const auto& p : parts)
@@ -189,11 +201,24 @@ std::string to_json(const std::vector<worker_snapshot>& parts, const std::vector
         {"frames_to_client_total", t.frames[1]},
         {"list", tunnels}}},
   };
+  json ups = json::object();
+  for (const auto& [name, servers] : upstream_views(rt)) {
+    json list = json::array();
+    for (const auto& v : servers)
+      list.push_back({{"server", v.server},
+                      {"weight", v.weight},
+                      {"backup", v.backup},
+                      {"down", v.down},
+                      {"fails", v.fails},
+                      {"available", v.available}});
+    ups[name] = list;
+  }
+  j["upstreams"] = ups;
   return j.dump(2) + "\n";
 }
 
 std::string to_prometheus(const std::vector<worker_snapshot>& parts,
-                          std::chrono::system_clock::time_point started) {
+                          std::chrono::system_clock::time_point started, const runtime* rt) {
   const sums t = add_up(parts);
   std::string out;
   auto metric = [&out](const char* name, const char* type, const char* help) {
@@ -243,11 +268,28 @@ std::string to_prometheus(const std::vector<worker_snapshot>& parts,
          "WebSocket frames relayed through tunnels, by direction.");
   sample("wsgate_tunnel_frames_total{direction=\"to_upstream\"}", t.frames[0]);
   sample("wsgate_tunnel_frames_total{direction=\"to_client\"}", t.frames[1]);
+  const auto ups = upstream_views(rt);
+  if (!ups.empty()) {
+    metric("wsgate_upstream_server_available", "gauge",
+           "1 when the upstream{} server can be picked (not down, not out after max_fails).");
+    for (const auto& [name, servers] : ups)
+      for (const auto& v : servers)
+        sample("wsgate_upstream_server_available{upstream=\"" + label_escape(name) +
+                   "\",server=\"" + label_escape(v.server) + "\"}",
+               v.available ? 1 : 0);
+    metric("wsgate_upstream_server_fails", "gauge",
+           "Failed attempts counted towards the server's max_fails.");
+    for (const auto& [name, servers] : ups)
+      for (const auto& v : servers)
+        sample("wsgate_upstream_server_fails{upstream=\"" + label_escape(name) + "\",server=\"" +
+                   label_escape(v.server) + "\"}",
+               v.fails);
+  }
   return out;
 }
 
 std::string to_html(const std::vector<worker_snapshot>& parts, const std::vector<int>& missing,
-                    std::chrono::system_clock::time_point started) {
+                    std::chrono::system_clock::time_point started, const runtime* rt) {
   const sums t = add_up(parts);
   std::string out =
       "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" "
@@ -286,7 +328,24 @@ std::string to_html(const std::vector<worker_snapshot>& parts, const std::vector
              "</td><td>" + std::to_string(s.frames[0]) + "</td><td>" + std::to_string(s.frames[1]) +
              "</td><td>" + std::to_string(s.pings_sent) + "</td></tr>\n";
     }
-  out += "</table>\n</body></html>\n";
+  out += "</table>\n";
+  const auto ups = upstream_views(rt);
+  if (!ups.empty()) {
+    out +=
+        "<h2>upstreams</h2>\n<table><tr><th class=t>upstream</th><th class=t>server</th>"
+        "<th>weight</th><th class=t>state</th><th>fails</th></tr>\n";
+    for (const auto& [name, servers] : ups)
+      for (const auto& v : servers)
+        out +=
+            "<tr><td class=t>" + html_escape(name) + "</td><td class=t>" + html_escape(v.server) +
+            "</td><td>" + std::to_string(v.weight) + "</td><td class=t>" +
+            (v.down        ? "down"
+             : v.available ? "up"
+                           : "out (max_fails)") +
+            (v.backup ? ", backup" : "") + "</td><td>" + std::to_string(v.fails) + "</td></tr>\n";
+    out += "</table>\n";
+  }
+  out += "</body></html>\n";
   return out;
 }
 
@@ -365,16 +424,16 @@ asio::awaitable<std::vector<worker_snapshot>> collect_status(worker_context& sel
 
 std::pair<std::string, std::string_view> format_status(
     const std::vector<worker_snapshot>& parts, const std::vector<int>& missing,
-    std::chrono::system_clock::time_point started, status_format format) {
+    std::chrono::system_clock::time_point started, status_format format, const runtime* rt) {
   switch (format) {
     case status_format::prometheus:
-      return {to_prometheus(parts, started), "text/plain; version=0.0.4; charset=utf-8"};
+      return {to_prometheus(parts, started, rt), "text/plain; version=0.0.4; charset=utf-8"};
     case status_format::html:
-      return {to_html(parts, missing, started), "text/html; charset=utf-8"};
+      return {to_html(parts, missing, started, rt), "text/html; charset=utf-8"};
     case status_format::json:
       break;
   }
-  return {to_json(parts, missing, started), "application/json"};
+  return {to_json(parts, missing, started, rt), "application/json"};
 }
 
 }  // namespace wsgate::proxy

@@ -45,9 +45,9 @@ std::string stub_status_text(const worker_context& self);
 boost::asio::awaitable<std::vector<worker_snapshot>> collect_status(worker_context& self,
                                                                     std::vector<int>& missing);
 
-// The body and its Content-Type.
+// The body and its Content-Type; `rt` adds its upstream{} servers' state (may be null).
 std::pair<std::string, std::string_view> format_status(
     const std::vector<worker_snapshot>& parts, const std::vector<int>& missing,
-    std::chrono::system_clock::time_point started, status_format format);
+    std::chrono::system_clock::time_point started, status_format format, const runtime* rt);
 
 }  // namespace wsgate::proxy

@@ -10,7 +10,7 @@ import socket
 import time
 import unittest
 
-from harness import NGINX, WsgateCase, exchange, parse_responses, start_nginx
+from harness import NGINX, WsgateCase, exchange, free_port, parse_responses, start_nginx
 from test_tunnel import frame, handshake, read_frame, read_head
 
 HAVE_TEST_UPSTREAM = os.path.exists(os.environ.get("TEST_UPSTREAM", ""))
@@ -175,6 +175,33 @@ class StatusPages(WsgateCase):
         idle.close()
         for s in tunnels:
             s.close()
+
+
+@unittest.skipUnless(HAVE_TEST_UPSTREAM, "needs tests/support's test-upstream (TEST_UPSTREAM)")
+class UpstreamHealthOnThePage(WsgateCase):
+    def test_a_refusing_server_shows_out(self):
+        up = self.upstream()
+        dead = free_port()
+        gate = self.wsgate(f"""
+upstream pool {{ server 127.0.0.1:{up.port} weight=2; server 127.0.0.1:{dead} max_fails=1 fail_timeout=60s;
+  server 127.0.0.1:{up.port} backup; }}
+server {{ listen 127.0.0.1:PORT;
+  location = /status {{ wsgate_status; }}
+  location / {{ proxy_pass http://pool; }} }}""")
+        for _ in range(4):  # the refusing server is tried once, then left out
+            self.assertEqual(get(gate.port, "/x")["status"], 200)
+        j = json.loads(body_of(get(gate.port, "/status")))
+        servers = {(s["server"], s["backup"]): s for s in j["upstreams"]["pool"]}
+        live = servers[(f"127.0.0.1:{up.port}", False)]
+        out = servers[(f"127.0.0.1:{dead}", False)]
+        self.assertEqual((live["available"], live["fails"], live["weight"]), (True, 0, 2))
+        self.assertEqual((out["available"], out["fails"]), (False, 1))
+        self.assertTrue(servers[(f"127.0.0.1:{up.port}", True)]["available"])
+        text = body_of(get(gate.port, "/status?format=prometheus"))
+        self.assertIn(f'wsgate_upstream_server_available{{upstream="pool",server="127.0.0.1:{dead}"}} 0\n', text)
+        self.assertIn(f'wsgate_upstream_server_fails{{upstream="pool",server="127.0.0.1:{dead}"}} 1\n', text)
+        page = body_of(get(gate.port, "/status?format=html"))
+        self.assertIn("out (max_fails)", page)
 
 
 @unittest.skipUnless(os.path.exists(NGINX), "Debian's nginx is not installed")
