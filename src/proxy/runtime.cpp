@@ -8,6 +8,8 @@
 #include <cstring>
 #include <functional>
 
+#include "common/ip.hpp"
+
 namespace wsgate::proxy {
 
 namespace {
@@ -58,15 +60,8 @@ std::vector<socket_address> resolve(const std::string& host, uint16_t port, bool
 }
 
 bool is_numeric_host(std::string_view host) {
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
-    host = host.substr(1, host.size() - 2);
-  char name[INET6_ADDRSTRLEN + 1];
-  if (host.empty() || host.size() >= sizeof name) return false;
-  std::memcpy(name, host.data(), host.size());
-  name[host.size()] = '\0';
-  in6_addr a6;
-  in_addr a4;
-  return ::inet_pton(AF_INET, name, &a4) == 1 || ::inet_pton(AF_INET6, name, &a6) == 1;
+  unsigned char bytes[16];
+  return ip::parse(host, bytes) != 0;
 }
 
 namespace {

@@ -1,6 +1,5 @@
 // The client connection, as coroutines named by phase: run_session reads requests and answers
 // or proxies them (proxy_request); a confirmed upgrade hands both sockets to the tunnel.
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -320,6 +319,16 @@ session::session(std::shared_ptr<connection_state> st) : s_(std::move(st)), w_(s
   info_.remote_port = remote.port();
   info_.local_addr = endpoint_addr(local);
   info_.local_port = local.port();
+  // ip_hash's key: the first three bytes of an IPv4 address, all 16 of an IPv6 one (nginx).
+  if (remote.address().is_v4()) {
+    const auto b = remote.address().to_v4().to_bytes();
+    std::memcpy(client_addr_, b.data(), 3);
+    client_addr_len_ = 3;
+  } else {
+    const auto b = remote.address().to_v6().to_bytes();
+    std::memcpy(client_addr_, b.data(), 16);
+    client_addr_len_ = 16;
+  }
   if (rt_->config->http) {
     const auto group = routing::find_listen_group(*rt_->config, info_.local_addr, info_.local_port);
     default_server_ = group.default_server;
@@ -810,10 +819,8 @@ awaitable<bool> session::serve_status(config::location::status_page page) {
   if (info_.method != "GET" && info_.method != "HEAD") co_return co_await respond_error(405);
   if (page == config::location::status_page::stub)
     co_return co_await respond(200, stub_status_text(w_), "text/plain", {});
-  std::string_view accept;
-  for (const auto& [name, value] : info_.headers)
-    if (ascii::iequals(name, "Accept")) accept = value;
-  const auto format = pick_status_format(info_.target, accept);
+  const std::string* accept = find_header(info_.headers, "accept");
+  const auto format = pick_status_format(info_.target, accept ? *accept : std::string_view{});
   if (!format)
     co_return co_await respond(400, "unknown format: ask for ?format=json, prometheus or html\n",
                                "text/plain", {});
@@ -876,15 +883,8 @@ awaitable<upstream_failure> session::connect_upstream(const routing::decision& d
   }
   if (g) {
     std::string_view balance_key = up.balance_key;
-    if (g->balance == peer_group::method::ip_hash) {
-      // nginx hashes the first three bytes of an IPv4 address, all 16 of an IPv6 one.
-      if (client_addr_len_ == 0) {
-        const bool v6 = info_.remote_addr.find(':') != std::string::npos;
-        if (::inet_pton(v6 ? AF_INET6 : AF_INET, info_.remote_addr.c_str(), client_addr_) == 1)
-          client_addr_len_ = v6 ? 16 : 3;
-      }
+    if (g->balance == peer_group::method::ip_hash)
       balance_key = std::string_view(reinterpret_cast<const char*>(client_addr_), client_addr_len_);
-    }
     pick_.reset(*g, balance_key);
   }
   size_t next_dynamic = 0;

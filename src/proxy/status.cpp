@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/ascii.hpp"
+#include "routing/variables.hpp"
 
 namespace wsgate::proxy {
 
@@ -19,23 +20,6 @@ namespace {
 
 namespace asio = boost::asio;
 using json = nlohmann::json;
-
-// The value of ?name= in a request target, "" if absent.
-std::string_view query_arg(std::string_view target, std::string_view name) {
-  const size_t q = target.find('?');
-  if (q == std::string_view::npos) return {};
-  std::string_view args = target.substr(q + 1);
-  while (!args.empty()) {
-    const size_t amp = args.find('&');
-    const std::string_view item = args.substr(0, amp);
-    if (item.size() > name.size() && item[name.size()] == '=' &&
-        ascii::iequals(item.substr(0, name.size()), name))
-      return item.substr(name.size() + 1);
-    if (amp == std::string_view::npos) break;
-    args.remove_prefix(amp + 1);
-  }
-  return {};
-}
 
 bool contains_icase(std::string_view s, std::string_view part) {
   if (part.size() > s.size()) return false;
@@ -47,13 +31,7 @@ bool contains_icase(std::string_view s, std::string_view part) {
 worker_snapshot take_snapshot(const worker_context& w) {
   worker_snapshot s;
   s.worker = w.index;
-  const auto& c = w.counters;
-  s.active = c.active.load(std::memory_order_relaxed);
-  s.reading = c.reading.load(std::memory_order_relaxed);
-  s.writing = c.writing.load(std::memory_order_relaxed);
-  s.accepted = c.accepted.load(std::memory_order_relaxed);
-  s.handled = c.handled.load(std::memory_order_relaxed);
-  s.requests = c.requests.load(std::memory_order_relaxed);
+  s.counters = w.counters.read();
   s.tunnels = w.tunnels.get_totals();
   const auto now = std::chrono::steady_clock::now();
   for (const tunnel_handle* t : w.tunnels.open_tunnels())
@@ -61,9 +39,7 @@ worker_snapshot take_snapshot(const worker_context& w) {
   return s;
 }
 
-struct sums {
-  int64_t active = 0, reading = 0, writing = 0;
-  uint64_t accepted = 0, handled = 0, requests = 0;
+struct sums : worker_counters::values {
   uint64_t opened = 0, open = 0;
   uint64_t bytes[2] = {0, 0}, frames[2] = {0, 0};
   std::map<std::string, uint64_t> closed_by_reason;
@@ -72,12 +48,7 @@ struct sums {
 sums add_up(const std::vector<worker_snapshot>& parts) {
   sums t;
   for (const auto& p : parts) {
-    t.active += p.active;
-    t.reading += p.reading;
-    t.writing += p.writing;
-    t.accepted += p.accepted;
-    t.handled += p.handled;
-    t.requests += p.requests;
+    t += p.counters;
     t.opened += p.tunnels.opened;
     t.open += p.tunnels.open;
     for (const auto& [why, n] : p.tunnels.closed_by_reason) t.closed_by_reason[why] += n;
@@ -187,7 +158,7 @@ std::string to_json(const std::vector<worker_snapshot>& parts, const std::vector
        {{"active", t.active},
         {"reading", t.reading},
         {"writing", t.writing},
-        {"waiting", t.active - t.reading - t.writing},
+        {"waiting", t.waiting()},
         {"accepted", t.accepted},
         {"handled", t.handled}}},
       {"requests", t.requests},
@@ -246,7 +217,7 @@ std::string to_prometheus(const std::vector<worker_snapshot>& parts,
          "tunnel, waiting for a request).");
   sample("wsgate_connections{state=\"reading\"}", t.reading);
   sample("wsgate_connections{state=\"writing\"}", t.writing);
-  sample("wsgate_connections{state=\"waiting\"}", t.active - t.reading - t.writing);
+  sample("wsgate_connections{state=\"waiting\"}", t.waiting());
   metric("wsgate_connections_accepted_total", "counter", "Client connections accepted.");
   sample("wsgate_connections_accepted_total", t.accepted);
   metric("wsgate_connections_handled_total", "counter",
@@ -301,9 +272,8 @@ std::string to_html(const std::vector<worker_snapshot>& parts, const std::vector
   if (!missing.empty()) out += ", " + std::to_string(missing.size()) + " not answering";
   out += "</p>\n<p>connections: " + std::to_string(t.active) + " active (" +
          std::to_string(t.reading) + " reading, " + std::to_string(t.writing) + " writing, " +
-         std::to_string(t.active - t.reading - t.writing) + " waiting); " +
-         std::to_string(t.accepted) + " accepted, " + std::to_string(t.handled) + " handled, " +
-         std::to_string(t.requests) + " requests</p>\n";
+         std::to_string(t.waiting()) + " waiting); " + std::to_string(t.accepted) + " accepted, " +
+         std::to_string(t.handled) + " handled, " + std::to_string(t.requests) + " requests</p>\n";
   out += "<p>tunnels: " + std::to_string(t.open) + " open, " + std::to_string(t.opened) +
          " opened since start";
   for (const auto& [why, n] : t.closed_by_reason)
@@ -352,7 +322,10 @@ std::string to_html(const std::vector<worker_snapshot>& parts, const std::vector
 }  // namespace
 
 std::optional<status_format> pick_status_format(std::string_view target, std::string_view accept) {
-  const std::string_view f = query_arg(target, "format");
+  const size_t q = target.find('?');
+  const auto arg = q == std::string_view::npos ? std::nullopt
+                                               : routing::find_arg(target.substr(q + 1), "format");
+  const std::string_view f = arg ? std::string_view(*arg) : std::string_view{};
   if (!f.empty()) {
     if (ascii::iequals(f, "json")) return status_format::json;
     if (ascii::iequals(f, "prometheus")) return status_format::prometheus;
@@ -366,22 +339,14 @@ std::optional<status_format> pick_status_format(std::string_view target, std::st
 }
 
 std::string stub_status_text(const worker_context& self) {
-  int64_t active = 0, reading = 0, writing = 0;
-  uint64_t accepted = 0, handled = 0, requests = 0;
-  for (const worker_context* w : self.peers) {
-    const auto& c = w->counters;
-    active += c.active.load(std::memory_order_relaxed);
-    reading += c.reading.load(std::memory_order_relaxed);
-    writing += c.writing.load(std::memory_order_relaxed);
-    accepted += c.accepted.load(std::memory_order_relaxed);
-    handled += c.handled.load(std::memory_order_relaxed);
-    requests += c.requests.load(std::memory_order_relaxed);
-  }
+  worker_counters::values v;
+  for (const worker_context* w : self.peers) v += w->counters.read();
   // ngx_http_stub_status_handler's layout, trailing spaces included.
-  return "Active connections: " + std::to_string(active) + " \nserver accepts handled requests\n " +
-         std::to_string(accepted) + " " + std::to_string(handled) + " " + std::to_string(requests) +
-         " \nReading: " + std::to_string(reading) + " Writing: " + std::to_string(writing) +
-         " Waiting: " + std::to_string(active - reading - writing) + " \n";
+  return "Active connections: " + std::to_string(v.active) +
+         " \nserver accepts handled requests\n " + std::to_string(v.accepted) + " " +
+         std::to_string(v.handled) + " " + std::to_string(v.requests) +
+         " \nReading: " + std::to_string(v.reading) + " Writing: " + std::to_string(v.writing) +
+         " Waiting: " + std::to_string(v.waiting()) + " \n";
 }
 
 asio::awaitable<std::vector<worker_snapshot>> collect_status(worker_context& self,

@@ -20,8 +20,7 @@ namespace wsgate::proxy {
 // One worker's part, taken on its own thread.
 struct worker_snapshot {
   int worker = 0;
-  int64_t active = 0, reading = 0, writing = 0;
-  uint64_t accepted = 0, handled = 0, requests = 0;
+  worker_counters::values counters;
   tunnel_registry::totals tunnels;
   struct open_tunnel {
     tunnel_stats stats;

@@ -64,6 +64,23 @@ struct worker_counters {
   static void add(std::atomic<T>& c, T n) {
     c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
+
+  // The counters as read at one moment (from any thread), and their sum over workers.
+  struct values {
+    int64_t active = 0, reading = 0, writing = 0;
+    uint64_t accepted = 0, handled = 0, requests = 0;
+    int64_t waiting() const { return active - reading - writing; }
+    values& operator+=(const values& o) {
+      active += o.active, reading += o.reading, writing += o.writing;
+      accepted += o.accepted, handled += o.handled, requests += o.requests;
+      return *this;
+    }
+  };
+  values read() const {
+    constexpr auto r = std::memory_order_relaxed;
+    return {active.load(r),   reading.load(r), writing.load(r),
+            accepted.load(r), handled.load(r), requests.load(r)};
+  }
 };
 
 struct worker_context {

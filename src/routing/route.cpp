@@ -1,12 +1,11 @@
 #include "routing/route.hpp"
 
-#include <arpa/inet.h>
-
 #include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cstring>
 
+#include "common/ip.hpp"
 #include "config/regex.hpp"
 #include "routing/detail.hpp"
 #include "routing/lint.hpp"
@@ -320,14 +319,11 @@ bool access_denied(const config::location_settings& s, std::string_view remote) 
   if (!s.access || s.access->empty()) return false;
   using k = config::access_rule::kind;
   unsigned char a[16] = {};
-  char text[64];
-  if (remote.size() >= sizeof text) return true;
-  std::memcpy(text, remote.data(), remote.size());
-  text[remote.size()] = '\0';
+  const int af = ip::parse(remote, a);
   k family = k::unix_socket;
-  if (::inet_pton(AF_INET, text, a) == 1) {
+  if (af == AF_INET) {
     family = k::ipv4;
-  } else if (::inet_pton(AF_INET6, text, a) == 1) {
+  } else if (af == AF_INET6) {
     family = k::ipv6;
     static constexpr unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
     if (std::memcmp(a, kMapped, 12) == 0) {

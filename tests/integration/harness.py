@@ -228,6 +228,20 @@ def exchange(port, data, timeout=2.0, until_close=True, read_after=None):
         s.close()
 
 
+def get_from(source, port, target):
+    """A GET of `target` sent from the local address `source` (any of 127.0.0.0/8), with
+    Connection: close; the raw answer."""
+    s = socket.socket()
+    try:
+        s.bind((source, 0))
+        s.settimeout(5)
+        s.connect(("127.0.0.1", port))
+        s.sendall(f"GET {target} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".encode())
+        return read_to_close(s)
+    finally:
+        s.close()
+
+
 def read_to_close(sock):
     """Everything `sock` receives until the peer closes."""
     data = b""

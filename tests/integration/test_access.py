@@ -4,11 +4,10 @@ decides, a level with rules replaces the outer list, CIDR masks, `all`, and the 
 the rewrite phase (a `return` answers a denied client). A denied request never reaches the
 upstream, and the error log says "access forbidden by rule" as nginx's does."""
 import os
-import socket
 import time
 import unittest
 
-from harness import NGINX, WsgateCase, parse_responses, read_to_close, start_nginx
+from harness import NGINX, WsgateCase, get_from, parse_responses, start_nginx
 
 HAVE_TEST_UPSTREAM = os.path.exists(os.environ.get("TEST_UPSTREAM", ""))
 
@@ -29,14 +28,7 @@ TARGETS = ["/a/x", "/b/x", "/c/x", "/d/x", "/v6/x", "/r/x", "/s", "/none"]
 
 
 def status_from(source, port, target):
-    s = socket.socket()
-    s.bind((source, 0))
-    s.settimeout(5)
-    s.connect(("127.0.0.1", port))
-    s.sendall(f"GET {target} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".encode())
-    data = read_to_close(s)
-    s.close()
-    return parse_responses(data)[0][0]
+    return parse_responses(get_from(source, port, target))[0][0]
 
 
 @unittest.skipUnless(HAVE_TEST_UPSTREAM, "needs tests/support's test-upstream (TEST_UPSTREAM)")

@@ -4,28 +4,15 @@ that refuses connections (retried on the next server, then left out for fail_tim
 servers (only while every primary one is out), `down`, and no live upstreams (502)."""
 import json
 import os
-import socket
 import unittest
 
-from harness import (NGINX, WsgateCase, exchange, free_port, parse_responses, read_to_close,
-                     start_nginx)
+from harness import NGINX, WsgateCase, free_port, get_from, parse_responses, start_nginx
 
 HAVE_TEST_UPSTREAM = os.path.exists(os.environ.get("TEST_UPSTREAM", ""))
 
 
 def answer(port, target, source=None):
-    request = f"GET {target} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".encode()
-    if source:
-        s = socket.socket()
-        s.bind((source, 0))
-        s.settimeout(5)
-        s.connect(("127.0.0.1", port))
-        s.sendall(request)
-        data = read_to_close(s)
-        s.close()
-    else:
-        data = exchange(port, request)
-    (status, _, body), = parse_responses(data)
+    (status, _, body), = parse_responses(get_from(source or "127.0.0.1", port, target))
     if status != 200:
         return str(status)
     return json.loads(body)["upstream"]

@@ -43,6 +43,16 @@ void expect_same(const decision& a, const decision& b) {
   }
 }
 
+// Heap allocations of 100 route_into calls on `d` once three have warmed it (as the data path
+// routes: no diagnostics).
+unsigned long warm_allocations(const config::snapshot& c, request_info rq, decision& d) {
+  rq.diagnostics = false;
+  for (int i = 0; i < 3; ++i) route_into(c, rq, d);
+  const unsigned long before = counted_new::calls.load();
+  for (int i = 0; i < 100; ++i) route_into(c, rq, d);
+  return counted_new::calls.load() - before;
+}
+
 TEST(RouteInto, ReusedDecisionMatchesFreshOneAcrossDifferentRequests) {
   auto c = test::server(R"(
     location /api/ {
@@ -144,13 +154,8 @@ TEST(RouteInto, MapsAndCapturesDoNotLeakIntoTheNextRequest) {
       route_into(*c, *second, reused);
       expect_same(route(*c, *second), reused);
     }
-  request_info rq = gold;
-  rq.diagnostics = false;
   decision d;
-  for (int i = 0; i < 3; ++i) route_into(*c, rq, d);  // warm-up
-  const unsigned long before = counted_new::calls.load();
-  for (int i = 0; i < 100; ++i) route_into(*c, rq, d);
-  EXPECT_EQ(counted_new::calls.load() - before, 0u);
+  EXPECT_EQ(warm_allocations(*c, gold, d), 0u);
 }
 
 // The proxy and return cases of the data path allocate nothing once the decision is warm.
@@ -181,10 +186,7 @@ TEST(RouteInto, WarmDecisionMakesNoAllocation) {
     request_info rq = test::req(target, browser);
     rq.diagnostics = false;
     decision d;
-    for (int i = 0; i < 3; ++i) route_into(*c, rq, d);  // warm-up
-    const unsigned long before = counted_new::calls.load();
-    for (int i = 0; i < 100; ++i) route_into(*c, rq, d);
-    EXPECT_EQ(counted_new::calls.load() - before, 0u);
+    EXPECT_EQ(warm_allocations(*c, rq, d), 0u);
     expect_same(route(*c, rq), d);
   }
 }
