@@ -8,12 +8,13 @@
 # proxy, the load side caps the ratios and the report says so.
 #
 #   bench/run.sh [--quick] [--rounds N] [--duration SECS] [--proxies "nginx haproxy wsgate"]
-#                [--idle N] [--http-rate R] [--out FILE] [--strict]
+#                [--idle N] [--http-rate R] [--cases "idle http_rps ..."] [--out FILE] [--strict]
 #
 #   --quick   ~1.5 minutes for CI: nginx and wsgate only, HTTP and WS 64 B, 3 rounds of 2 s for the
 #             table, then the check: 10 pairs of WS 64 B runs, nginx and wsgate back to back (both
 #             running, order alternating); exits 1 if the median of the pairs' ratios wsgate/nginx
 #             of messages/s is below 1 (below after 10 pairs: 10 more, and all 20 decide).
+#   --cases   a subset of: idle http_rps http_rate ws64 ws16k handshake (default: all of them)
 #   --strict  a wsgate that cannot serve yet is a failure (default: it is skipped with a message).
 # Binaries come from $WSGATE_BUILD_DIR (default build/); wsgate-bench and wsgate-echo from
 # $BENCH_BUILD_DIR (default: the same), built there if missing. Raw results stay in the printed
@@ -33,6 +34,7 @@ proxies="nginx haproxy wsgate"
 idle_n=10000
 http_rate=2000
 out=""
+cases="idle http_rps http_rate ws64 ws16k handshake"
 while (($#)); do
   case $1 in
     --quick) quick=1 ;;
@@ -43,12 +45,17 @@ while (($#)); do
     --idle) idle_n=$2; shift ;;
     --http-rate) http_rate=$2; shift ;;
     --out) out=$2; shift ;;
+    --cases) cases=$2; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "run.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
-cases="idle http_rps http_rate ws64 ws16k handshake"
+for c in $cases; do
+  case $c in idle | http_rps | http_rate | ws64 | ws16k | handshake) ;;
+    *) echo "run.sh: unknown case '$c' (cases: idle http_rps http_rate ws64 ws16k handshake)" >&2; exit 2 ;;
+  esac
+done
 gate_pairs=10
 if ((quick)); then
   rounds=3
