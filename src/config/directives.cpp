@@ -1025,6 +1025,7 @@ void h_large_client_header_buffers(S& st, const T& s) {
 
 void h_ssl_certificate(S& st, const T& s) {
   st.top().srv->ssl.certificate = full_name(st.conf_prefix, arg(s, 1));
+  st.top().srv->ssl.where = st.here(s.line);
 }
 void h_ssl_certificate_key(S& st, const T& s) {
   st.top().srv->ssl.certificate_key = full_name(st.conf_prefix, arg(s, 1));
@@ -1032,6 +1033,9 @@ void h_ssl_certificate_key(S& st, const T& s) {
 void h_ssl_ciphers(S& st, const T& s) {
   if (!st.top().srv->ssl.ciphers.empty()) duplicate(st, s);
   st.top().srv->ssl.ciphers = arg(s, 1);
+}
+void h_ssl_prefer_server_ciphers(S& st, const T& s) {
+  st.top().srv->ssl.prefer_server_ciphers = flag_arg(st, s);
 }
 void h_ssl_protocols(S& st, const T& s) {
   auto& v = st.top().srv->ssl.protocols;  // repeated lines add up, as nginx's bitmask
@@ -1281,6 +1285,9 @@ std::vector<directive_spec> make_table() {
        "PEM private key for ssl listens"},
       {"ssl_protocols", "ssl_protocols PROTOCOL...", ctx_hs, take_1more, h_ssl_protocols,
        "TLS versions offered (TLSv1.2 TLSv1.3)"},
+      {"ssl_prefer_server_ciphers", "ssl_prefer_server_ciphers on|off", ctx_hs, take1,
+       h_ssl_prefer_server_ciphers,
+       "the server's ssl_ciphers order wins over the client's (TLSv1.2; default off)"},
       {"ssl_ciphers", "ssl_ciphers CIPHERS", ctx_hs, take1, h_ssl_ciphers,
        "OpenSSL cipher list (HIGH:!aNULL:!MD5)"},
       // proxy_*
@@ -1399,7 +1406,6 @@ std::vector<directive_spec> make_table() {
       {"ssl_session_cache", ctx_hs, false},
       {"ssl_session_timeout", ctx_hs, false},
       {"ssl_session_tickets", ctx_hs, false},
-      {"ssl_prefer_server_ciphers", ctx_hs, false},
       {"ssl_dhparam", ctx_hs, false},
       {"ssl_ecdh_curve", ctx_hs, false},
       {"ssl_stapling", ctx_hs, false},

@@ -115,10 +115,14 @@ void merge_server(server& srv, const server& http_level) {
   fallback(srv.large_client_header_buffers, std::make_pair(4, size_t{8192}));
   fallback(srv.client_header_timeout, duration(60s));
   const ssl_settings& outer = http_level.ssl;
-  if (srv.ssl.certificate.empty()) srv.ssl.certificate = outer.certificate;
+  if (srv.ssl.certificate.empty()) {
+    srv.ssl.certificate = outer.certificate;
+    srv.ssl.where = outer.where;
+  }
   if (srv.ssl.certificate_key.empty()) srv.ssl.certificate_key = outer.certificate_key;
   if (srv.ssl.protocols.empty()) srv.ssl.protocols = outer.protocols;
   if (srv.ssl.ciphers.empty()) srv.ssl.ciphers = outer.ciphers;
+  if (!srv.ssl.prefer_server_ciphers) srv.ssl.prefer_server_ciphers = outer.prefer_server_ciphers;
   // nginx 1.22 also offers TLSv1 and TLSv1.1 by default; wsgate offers only current versions.
   if (srv.ssl.protocols.empty()) srv.ssl.protocols = {"TLSv1.2", "TLSv1.3"};
   if (srv.ssl.ciphers.empty()) srv.ssl.ciphers = "HIGH:!aNULL:!MD5";

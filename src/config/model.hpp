@@ -206,8 +206,10 @@ struct server_name_entry {
 
 struct ssl_settings {
   std::string certificate, certificate_key;
-  std::vector<std::string> protocols;  // TLSv1.2 TLSv1.3 by default
-  std::string ciphers;                 // "HIGH:!aNULL:!MD5"
+  std::vector<std::string> protocols;         // TLSv1.2 TLSv1.3 by default
+  std::string ciphers;                        // "HIGH:!aNULL:!MD5"
+  std::optional<bool> prefer_server_ciphers;  // off
+  source_loc where;                           // the ssl_certificate line, for load errors
 };
 
 struct server {

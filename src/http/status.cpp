@@ -124,6 +124,10 @@ std::string error_page(int status, std::string_view signature, bool too_large_he
     title = "400 Request Header Or Cookie Too Large";
     h1 = "400 Bad Request";
     extra = "<center>Request Header Or Cookie Too Large</center>\r\n";
+  } else if (status == 497) {  // nginx's NGX_HTTP_TO_HTTPS: a plain request on a TLS port
+    title = "400 The plain HTTP request was sent to HTTPS port";
+    h1 = "400 Bad Request";
+    extra = "<center>The plain HTTP request was sent to HTTPS port</center>\r\n";
   } else {
     const std::string_view t = page_title(status);
     if (t.empty()) return {};

@@ -12,6 +12,7 @@ std::string_view reason_phrase(int status);
 
 // nginx's built-in page for `status`, or an empty string when nginx has none (the response then
 // has no body). `too_large_header` selects the 400 "Request Header Or Cookie Too Large" page.
+// 497 is nginx's page for a plain HTTP request on a TLS port (sent with status 400).
 // `signature` is "wsgate/VERSION" with server_tokens on, "wsgate" with it off.
 std::string error_page(int status, std::string_view signature, bool too_large_header = false);
 

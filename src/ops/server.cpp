@@ -82,7 +82,7 @@ struct worker {
   std::atomic<bool> exited{false};
 };
 
-asio::awaitable<void> accept_loop(worker& wk, tcp::acceptor& acceptor) {
+asio::awaitable<void> accept_loop(worker& wk, tcp::acceptor& acceptor, std::string key) {
   auto& w = wk.ctx;
   // A listener on one address is every connection's local end; on a wildcard, the session
   // asks each socket (getsockname), as nginx does.
@@ -109,7 +109,11 @@ asio::awaitable<void> accept_loop(worker& wk, tcp::acceptor& acceptor) {
       continue;
     }
     proxy::worker_counters::add(w.counters.handled, uint64_t{1});
-    proxy::start_session(w, std::move(socket), &peer, local_known ? &bound : nullptr);
+    // Whether this address:port speaks TLS is the configuration's of the moment (a reload may
+    // add or drop `ssl` on a listener that stays open).
+    const proxy::listen_point* lp = w.rt->find_listen(key);
+    proxy::start_session(w, std::move(socket), &peer, local_known ? &bound : nullptr,
+                         lp && lp->ssl);
   }
 }
 
@@ -148,7 +152,7 @@ void attach_listener(worker& wk, const std::string& key, int fd, bool v6) {
   }
   auto& ref = *acc;
   wk.acceptors[key] = std::move(acc);
-  asio::co_spawn(wk.ctx.io, accept_loop(wk, ref), asio::detached);
+  asio::co_spawn(wk.ctx.io, accept_loop(wk, ref, key), asio::detached);
 }
 
 struct pid_file {
@@ -237,18 +241,6 @@ int serve(const serve_options& o) {
     std::fprintf(stderr, "wsgate: [emerg] %s\n", err.c_str());
     return 1;
   }
-  // TLS termination is not implemented yet: refuse rather than serve plain HTTP on a port the
-  // configuration says is TLS.
-  if (cfg.http)
-    for (const auto& srv : cfg.http->servers)
-      for (const auto& l : srv->listens)
-        if (l.ssl) {
-          const std::string msg = "\"listen ... ssl\" is not supported yet (TLS termination) in " +
-                                  l.where.file + ":" + std::to_string(l.where.line);
-          std::fprintf(stderr, "wsgate: [emerg] %s\n", msg.c_str());
-          log_error(log_level::emerg, msg);
-          return 1;
-        }
   const int nworkers = std::max(1, cfg.main.worker_processes);
   listener_set listeners;
   std::string error;

@@ -66,6 +66,17 @@ bool is_numeric_host(std::string_view host) {
 
 namespace {
 
+// SNI: the context of the server{} the client named, as nginx's ngx_http_ssl_servername. Without
+// a name (or a server without a certificate) the default server's context stays.
+int servername(SSL* ssl, int* /*alert*/, void* /*arg*/) {
+  const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  auto* picker = static_cast<tls_server_picker*>(SSL_get_app_data(ssl));
+  if (!name || !*name || !picker) return SSL_TLSEXT_ERR_NOACK;
+  SSL_CTX* ctx = picker->pick_tls_context(name);
+  if (ctx && ctx != SSL_get_SSL_CTX(ssl)) SSL_set_SSL_CTX(ssl, ctx);
+  return SSL_TLSEXT_ERR_OK;
+}
+
 bool failed_out(const peer& p, std::chrono::steady_clock::time_point now) {
   return p.max_fails && p.fails >= p.max_fails && now - p.checked <= p.fail_timeout;
 }
@@ -216,6 +227,7 @@ runtime_result build_runtime(std::shared_ptr<const config::snapshot> config) {
           if (p.key == a.text) {
             seen = true;
             p.reuseport = p.reuseport || l.reuseport;
+            p.ssl = p.ssl || l.ssl;
             if (l.backlog != 511) p.backlog = l.backlog;
           }
         }
@@ -225,10 +237,26 @@ runtime_result build_runtime(std::shared_ptr<const config::snapshot> config) {
         p.ipv6 = a.storage.ss_family == AF_INET6;
         p.address = std::move(a);
         p.reuseport = l.reuseport;
+        p.ssl = l.ssl;
         p.backlog = l.backlog;
         rt->listens.push_back(std::move(p));
       }
     }
+  }
+
+  // TLS contexts: loaded now, so that a bad certificate fails the (re)load and not a handshake.
+  for (const auto& srv : http.servers) {
+    if (srv->ssl.certificate.empty()) continue;
+    std::string error;
+    auto ctx = tls::make_server_context(*srv, error);
+    if (!ctx) {
+      result.error = error;
+      return result;
+    }
+    // SSL_CTX_set_tlsext_servername_callback() without its C cast.
+    SSL_CTX_callback_ctrl(ctx.get(), SSL_CTRL_SET_TLSEXT_SERVERNAME_CB,
+                          reinterpret_cast<void (*)()>(servername));
+    rt->tls_contexts.emplace(srv.get(), std::move(ctx));
   }
 
   // upstream{} blocks.

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "config/model.hpp"
+#include "tls/context.hpp"
 
 namespace wsgate::proxy {
 
@@ -30,6 +31,7 @@ struct listen_point {
   std::string key;  // the text form, identifies the socket across reloads
   bool ipv6 = false;
   bool reuseport = false;
+  bool ssl = false;  // any `listen` on this address:port says ssl (nginx ORs them)
   int backlog = 511;
 };
 
@@ -102,11 +104,34 @@ struct string_hash {
   size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
 
+// A TLS handshake asks its connection, through the SSL's app data, for the context of the
+// server{} the client named (SNI); null keeps the listen's default server's.
+class tls_server_picker {
+ public:
+  virtual SSL_CTX* pick_tls_context(std::string_view server_name) = 0;
+
+ protected:
+  virtual ~tls_server_picker() = default;
+};
+
 struct runtime {
   std::shared_ptr<const config::snapshot> config;
   std::vector<listen_point> listens;
   // Keyed by upstream{} name, or "host:port" for a proxy_pass to a host.
   std::unordered_map<std::string, std::unique_ptr<peer_group>, string_hash, std::equal_to<>> groups;
+
+  // Each server{} with an ssl_certificate: its TLS context (SNI picks among them).
+  std::unordered_map<const config::server*, tls::context> tls_contexts;
+
+  const tls::context* tls_for(const config::server* srv) const {
+    auto it = tls_contexts.find(srv);
+    return it == tls_contexts.end() ? nullptr : &it->second;
+  }
+  const listen_point* find_listen(std::string_view key) const {
+    for (const auto& p : listens)
+      if (p.key == key) return &p;
+    return nullptr;
+  }
 
   const peer_group* find(std::string_view key) const {
     auto it = groups.find(key);

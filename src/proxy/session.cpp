@@ -1,6 +1,7 @@
 // The client connection, as coroutines named by phase: run_session reads requests and answers
 // or proxies them (proxy_request); a confirmed upgrade hands both sockets to the tunnel.
 #include <fcntl.h>
+#include <openssl/err.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -29,6 +30,7 @@
 #include "proxy/logs.hpp"
 #include "proxy/response_rules.hpp"
 #include "proxy/status.hpp"
+#include "proxy/tls_stream.hpp"
 #include "proxy/tunnel.hpp"
 #include "proxy/worker.hpp"
 #include "routing/match.hpp"
@@ -150,7 +152,9 @@ struct connection_state {
   connection_state(worker_context& wc, tcp::socket sock)
       : w(wc), client(std::move(sock)), timer(wc.io) {}
   worker_context& w;
-  tcp::socket client;
+  tcp::socket client;                        // moves into `tls` when the connection is TLS
+  tls_connection_ptr tls;                    // after the handshake began
+  bool tls_port = false;                     // the listener is `ssl`
   std::optional<tcp::endpoint> peer, local;  // known from accept() and the listener
   std::unique_ptr<upstream_conn> upstream;
   asio::steady_timer timer;
@@ -170,6 +174,7 @@ struct connection_state {
     if (next < timer.expiry()) timer.cancel();
   }
   void disarm() { deadline = clock::time_point::max(); }
+  tcp::socket& sock() { return tls ? tls->stream.next_layer() : client; }
 };
 
 // Cancels the connection's socket operations when the current step's deadline passes; the
@@ -186,13 +191,13 @@ awaitable<void> watchdog(std::shared_ptr<connection_state> s) {
       s->timed_out = true;
       s->deadline = clock::time_point::max();
       error_code ignored;
-      s->client.cancel(ignored);
+      s->sock().cancel(ignored);
       if (s->upstream) s->upstream->socket.cancel(ignored);
     }
   }
 }
 
-class session {
+class session : tls_server_picker {
  public:
   explicit session(std::shared_ptr<connection_state> st);
   ~session() { drop_spool(); }
@@ -204,6 +209,8 @@ class session {
   enum class body_result { data, end, bad, timeout, closed, too_large };
 
   awaitable<bool> read_head();
+  awaitable<bool> tls_handshake();
+  SSL_CTX* pick_tls_context(std::string_view server_name) override;
   awaitable<bool> serve_status(config::location::status_page page);
   awaitable<bool> handle(routing::decision& d, int override_status, bool in_error_page);
   awaitable<bool> proxy_request(routing::decision& d, int override_status);
@@ -305,6 +312,7 @@ class session {
   peer_group::pick_state pick_;         // the peers this request has tried, its hashing
   unsigned char client_addr_[16] = {};  // ip_hash's key: the client's address bytes
   size_t client_addr_len_ = 0;
+  bool plain_on_tls_ = false;  // a plain HTTP request came to a TLS port: answered 400 (497)
 };
 
 session::session(std::shared_ptr<connection_state> st) : s_(std::move(st)), w_(s_->w) {
@@ -399,7 +407,8 @@ std::string session::error_context() const {
 awaitable<error_code> session::write_client(std::span<const asio::const_buffer> bufs) {
   s_->arm(loc_ ? settings().send_timeout.value_or(std::chrono::seconds(60))
                : std::chrono::seconds(60));
-  auto [ec, n] = co_await asio::async_write(s_->client, bufs, use_nothrow);
+  auto [ec, n] = s_->tls ? co_await asio::async_write(s_->tls->stream, bufs, use_nothrow)
+                         : co_await asio::async_write(s_->client, bufs, use_nothrow);
   (void)n;
   if (ec && s_->timed_out)
     log(log_level::info,
@@ -505,7 +514,9 @@ awaitable<bool> session::read_head() {
       co_await respond_error(400, true);
       co_return false;
     }
-    auto [ec, got] = co_await s_->client.async_read_some(asio::buffer(p, n), use_nothrow);
+    auto [ec, got] = s_->tls
+                         ? co_await s_->tls->stream.async_read_some(asio::buffer(p, n), use_nothrow)
+                         : co_await s_->client.async_read_some(asio::buffer(p, n), use_nothrow);
     if (ec) {
       if (s_->timed_out)  // nginx closes without a response when the head does not arrive
         log(log_level::info,
@@ -602,7 +613,9 @@ awaitable<session::body_result> session::next_body_piece(std::string_view& piece
     }
     auto [p, n] = in_.prepare(kBodyRead, kBodyLimit);
     s_->arm(settings().client_body_timeout.value_or(std::chrono::seconds(60)));
-    auto [ec, got] = co_await s_->client.async_read_some(asio::buffer(p, n), use_nothrow);
+    auto [ec, got] = s_->tls
+                         ? co_await s_->tls->stream.async_read_some(asio::buffer(p, n), use_nothrow)
+                         : co_await s_->client.async_read_some(asio::buffer(p, n), use_nothrow);
     const bool timed_out = s_->timed_out;
     s_->disarm();
     if (ec) {
@@ -636,13 +649,15 @@ awaitable<bool> session::discard_body() {
 // (briefly) so the kernel does not reset the connection before the client reads the answer.
 awaitable<void> session::linger() {
   error_code ec;
-  s_->client.shutdown(tcp::socket::shutdown_send, ec);
+  // On a TLS connection the bytes are dropped undecrypted: only the socket matters here.
+  tcp::socket& sock = s_->sock();
+  sock.shutdown(tcp::socket::shutdown_send, ec);
   if (ec) co_return;
   const auto until = clock::now() + std::chrono::seconds(5);
   char sink[4096];
   while (clock::now() < until) {
     s_->arm(std::chrono::seconds(1));
-    auto [rec, n] = co_await s_->client.async_read_some(asio::buffer(sink), use_nothrow);
+    auto [rec, n] = co_await sock.async_read_some(asio::buffer(sink), use_nothrow);
     (void)n;
     s_->disarm();
     if (rec) break;
@@ -653,14 +668,15 @@ awaitable<void> session::linger() {
 
 awaitable<bool> session::respond(int status, std::string_view body, std::string_view content_type,
                                  std::string_view location, bool too_large) {
-  status_ = status == 494 ? 400 : status;
+  status_ = status == 494 || status == 497 ? 400 : status;
   const bool close =
       !keep_alive_ || closes_connection(status_) || w_.draining ||
       (loc_ && settings().keepalive_timeout.value_or(std::chrono::seconds(75)).count() == 0);
   const bool tokens = loc_ ? settings().server_tokens.value_or(true) : true;
   std::string page;
   if (body.empty() && content_type.empty()) {
-    page = http::error_page(status_, http::server_signature(tokens), too_large);
+    page =
+        http::error_page(status == 497 ? 497 : status_, http::server_signature(tokens), too_large);
     if (!page.empty()) {
       body = page;
       content_type = "text/html";
@@ -1255,7 +1271,7 @@ awaitable<bool> session::proxy_request(routing::decision& d, int override_status
     client += ':';
     append_number(client, info_.remote_port);
     start_tunnel(w_, std::move(s_->client), std::move(s_->upstream), std::move(early), limits,
-                 std::move(client));
+                 std::move(client), std::move(s_->tls));
     co_return false;
   }
 
@@ -1461,7 +1477,7 @@ awaitable<bool> session::relay_buffered(const routing::decision& d, const http::
   bool complete = true;
   bool warned = false;
   auto last_client = clock::now(), last_upstream = last_client;
-  const int client_fd = s_->client.native_handle();
+  const int client_fd = s_->sock().native_handle();
 
   auto fail_file = [&](const char* what) {
     log(log_level::crit, std::string(what) + " a temporary file failed (" + std::to_string(errno) +
@@ -1531,6 +1547,16 @@ awaitable<bool> session::relay_buffered(const routing::decision& d, const http::
         fail_file("read() from");
         co_return false;
       }
+      if (s_->tls) {
+        // OpenSSL writes whole records: the piece goes out before more is read.
+        if (co_await write_client(f)) {
+          release_upstream(false);
+          co_return false;
+        }
+        ahead_.pop(f.size());
+        last_client = clock::now();
+        continue;
+      }
       const ssize_t n = ::send(client_fd, f.data(), f.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
       if (n > 0) {
         ahead_.pop(static_cast<size_t>(n));
@@ -1587,10 +1613,10 @@ awaitable<bool> session::relay_buffered(const routing::decision& d, const http::
       s_->arm(std::chrono::ceil<duration>(deadline - now));
       if (wait_client && wait_upstream) {
         using namespace asio::experimental::awaitable_operators;
-        co_await (s_->client.async_wait(tcp::socket::wait_write, use_nothrow) ||
+        co_await (s_->sock().async_wait(tcp::socket::wait_write, use_nothrow) ||
                   upc->socket.async_wait(tcp::socket::wait_read, use_nothrow));
       } else if (wait_client) {
-        co_await s_->client.async_wait(tcp::socket::wait_write, use_nothrow);
+        co_await s_->sock().async_wait(tcp::socket::wait_write, use_nothrow);
       } else {
         co_await upc->socket.async_wait(tcp::socket::wait_read, use_nothrow);
       }
@@ -1618,11 +1644,88 @@ awaitable<bool> session::relay_buffered(const routing::decision& d, const http::
   co_return complete;
 }
 
+// ---- TLS ------------------------------------------------------------------------------------
+
+// As nginx (ngx_http_ssl_handshake): the first byte tells a TLS ClientHello (0x16, or 0x80 for
+// an SSLv2-style hello) from a plain HTTP request, which is read and answered 400 instead.
+awaitable<bool> session::tls_handshake() {
+  s_->arm(header_timeout_);
+  for (;;) {
+    unsigned char first = 0;
+    const ssize_t n = ::recv(s_->client.native_handle(), &first, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 1) {
+      if (first != 0x16 && first != 0x80) {
+        plain_on_tls_ = true;
+        s_->disarm();
+        co_return true;
+      }
+      break;
+    }
+    if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+      s_->disarm();
+      co_return false;
+    }
+    auto [ec] = co_await s_->client.async_wait(tcp::socket::wait_read, use_nothrow);
+    if (ec) {
+      if (s_->timed_out)
+        log(log_level::info,
+            "client timed out (110: Connection timed out) while SSL handshaking" + error_context());
+      s_->disarm();
+      co_return false;
+    }
+  }
+  const tls::context* ctx = default_server_ ? rt_->tls_for(default_server_) : nullptr;
+  if (!ctx) {
+    log(log_level::error,
+        "no \"ssl_certificate\" is defined in server listening on SSL port while SSL "
+        "handshaking" +
+            error_context() + "; add ssl_certificate and ssl_certificate_key to that server");
+    s_->disarm();
+    co_return false;
+  }
+  SSL* ssl = SSL_new(ctx->get());
+  if (!ssl) {
+    log(log_level::alert, "SSL_new() failed" + tls::take_errors() + error_context());
+    s_->disarm();
+    co_return false;
+  }
+  SSL_set_app_data(ssl, static_cast<tls_server_picker*>(this));
+  s_->tls.reset(new tls_connection(std::move(s_->client), ssl));
+  ERR_clear_error();
+  auto [ec] = co_await s_->tls->stream.async_handshake(asio::ssl::stream_base::server, use_nothrow);
+  SSL_set_app_data(ssl, nullptr);
+  const bool timed_out = s_->timed_out;
+  s_->disarm();
+  if (ec) {
+    if (timed_out)
+      log(log_level::info,
+          "client timed out (110: Connection timed out) while SSL handshaking" + error_context());
+    else if (ec.category() == asio::error::get_ssl_category())
+      log(log_level::info, "SSL_do_handshake() failed (SSL: " + ec.message() +
+                               ") while SSL handshaking" + error_context());
+    else
+      log(log_level::info, "client closed connection while SSL handshaking" + error_context());
+    co_return false;
+  }
+  info_.tls = true;
+  co_return true;
+}
+
+SSL_CTX* session::pick_tls_context(std::string_view server_name) {
+  std::string host(server_name);
+  for (char& c : host) c = http::lower(c);
+  const auto group = routing::find_listen_group(*rt_->config, info_.local_addr, info_.local_port);
+  const auto chosen = routing::select_server(group, host, nullptr, false);
+  const tls::context* ctx = rt_->tls_for(chosen.server);
+  return ctx ? ctx->get() : nullptr;
+}
+
 // ---- the connection ------------------------------------------------------------------------
 
 awaitable<void> session::run_session() {
+  if (s_->tls_port && !co_await tls_handshake()) co_return;
   for (;;) {
-    if (in_.empty() && requests_ > 0 && !w_.draining) {
+    if (in_.empty() && requests_ > 0 && !w_.draining && !s_->tls) {
       // Under load the next request is usually here once the other ready connections have had
       // their turn: one non-blocking read then replaces the readiness wait (whose epoll re-arm
       // is a syscall per request) and the read after it.
@@ -1644,12 +1747,24 @@ awaitable<void> session::run_session() {
       s_->arm(wait);
       if (w_.draining) break;  // QUIT closes connections waiting for a request
       // The set's node is kept between waits: no allocation per request.
+      tcp::socket& sock = s_->sock();
       if (idle_node_)
         w_.idle_clients.insert(std::move(idle_node_));
       else
-        w_.idle_clients.insert(&s_->client);
-      auto [ec] = co_await s_->client.async_wait(tcp::socket::wait_read, use_nothrow);
-      idle_node_ = w_.idle_clients.extract(&s_->client);
+        w_.idle_clients.insert(&sock);
+      error_code ec;
+      if (s_->tls) {
+        // OpenSSL may hold decrypted or undecrypted bytes already: read through it, into the
+        // request buffer (a TLS connection keeps buffers of its own anyway).
+        auto [p, n] = in_.prepare(limits_.first_buffer, limits_.max_bytes());
+        size_t got = 0;
+        std::tie(ec, got) =
+            co_await s_->tls->stream.async_read_some(asio::buffer(p, n), use_nothrow);
+        in_.commit(ec ? 0 : got);
+      } else {
+        std::tie(ec) = co_await sock.async_wait(tcp::socket::wait_read, use_nothrow);
+      }
+      idle_node_ = w_.idle_clients.extract(&sock);
       s_->disarm();
       if (ec) break;
     }
@@ -1671,6 +1786,16 @@ awaitable<void> session::run_session() {
     worker_counters::add(counters.writing, int64_t{1});
     if (!rt_->config->http || !default_server_) {
       keep = co_await respond(404, {}, {}, {});
+    } else if (plain_on_tls_) {
+      // As nginx: the request head is read and its server found (whose error_page 497 may
+      // redirect), then it is answered 400 and the connection closed.
+      routing::route_into(*rt_->config, info_, decision_);
+      if (decision_.server) loc_ = &decision_.server->root_location;
+      log(log_level::info,
+          "client sent plain HTTP request to HTTPS port while reading client request headers" +
+              error_context());
+      keep_alive_ = false;
+      co_await respond_error(497);
     } else {
       routing::route_into(*rt_->config, info_, decision_);
       keep = co_await handle(decision_, 0, false);
@@ -1685,7 +1810,7 @@ awaitable<void> session::run_session() {
 }  // namespace
 
 void start_session(worker_context& w, tcp::socket socket, const tcp::endpoint* peer,
-                   const tcp::endpoint* local) {
+                   const tcp::endpoint* local, bool tls) {
   ++w.connections;
   worker_counters::add(w.counters.active, int64_t{1});
   error_code ec;
@@ -1693,6 +1818,7 @@ void start_session(worker_context& w, tcp::socket socket, const tcp::endpoint* p
   auto state = std::make_shared<connection_state>(w, std::move(socket));
   if (peer) state->peer = *peer;
   if (local) state->local = *local;
+  state->tls_port = tls;
   asio::co_spawn(w.io, watchdog(state), asio::detached);
   asio::co_spawn(
       w.io,
@@ -1704,8 +1830,8 @@ void start_session(worker_context& w, tcp::socket socket, const tcp::endpoint* p
         state->finished = true;
         state->timer.cancel();
         error_code ignored;
-        if (state->client.is_open()) {
-          state->client.close(ignored);
+        if (state->sock().is_open()) {
+          state->sock().close(ignored);
           --state->w.connections;
           // (A client handed to a tunnel is counted until the tunnel closes.)
           worker_counters::add(state->w.counters.active, int64_t{-1});

@@ -12,10 +12,12 @@
 #include <boost/asio/write.hpp>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <random>
 
 #include "proxy/logs.hpp"
 #include "proxy/relay_ring.hpp"
+#include "proxy/tls_stream.hpp"
 #include "proxy/ws_frames.hpp"
 
 namespace wsgate::proxy {
@@ -80,10 +82,10 @@ constexpr uint16_t kMaxQueued = 16;
 // where io_uring is missing, two Asio coroutines that wait for readability and borrow a pool
 // buffer. What an idle tunnel costs is this record, the watchdog's timer and coroutine frame,
 // and (Asio only) two relay coroutine frames.
-struct tunnel final : tunnel_handle, ring_user {
+struct tunnel final : tunnel_handle, ring_user, std::enable_shared_from_this<tunnel> {
   tunnel(worker_context& wc, tcp::socket c, std::unique_ptr<upstream_conn> u, tunnel_limits l,
-         std::shared_ptr<relay_ring> r, std::string client_text)
-      : w(wc), ring(std::move(r)), limits(l), timer(wc.io) {
+         std::shared_ptr<relay_ring> r, std::string client_text, tls_connection_ptr tls_conn)
+      : w(wc), ring(std::move(r)), tls(std::move(tls_conn)), limits(l), timer(wc.io) {
     stats.started = std::chrono::system_clock::now();
     stats.client = client_text.empty() ? endpoint_text(c, true) : std::move(client_text);
     stats.upstream = u->peer.empty() ? endpoint_text(u->socket, true) : u->peer;
@@ -95,9 +97,10 @@ struct tunnel final : tunnel_handle, ring_user {
       fd[1] = u->socket.release(ec);
       ring->hold();
     } else {
-      fd[0] = c.native_handle();
+      fd[0] = tls ? tls->stream.next_layer().native_handle() : c.native_handle();
       fd[1] = u->socket.native_handle();
       sockets = std::make_unique<asio_sockets>(asio_sockets{std::move(c), std::move(u)});
+      if (tls) tls_gate.emplace(wc.io);
     }
     w.tunnels.add(this);
     // The request stays busy while the tunnel is open (nginx's "Writing").
@@ -133,8 +136,14 @@ struct tunnel final : tunnel_handle, ring_user {
   // after the worker's own reference to the ring is gone.
   std::shared_ptr<relay_ring> ring;
   std::unique_ptr<asio_sockets> sockets;  // the Asio relay's sockets
-  int fd[2] = {-1, -1};                   // client, upstream
-  int inflight = 0;                       // ring operations not completed yet
+  // A TLS client (the Asio relay, OpenSSL in between). OpenSSL takes one write at a time: a
+  // frame of wsgate's own toward the client is written by a coroutine of its own while the relay
+  // waits at `tls_gate`.
+  tls_connection_ptr tls;
+  std::optional<asio::steady_timer> tls_gate;
+  bool control_writing = false;
+  int fd[2] = {-1, -1};  // client, upstream
+  int inflight = 0;      // ring operations not completed yet
   lane lanes[2];
   tunnel_limits limits;
   asio::steady_timer timer;
@@ -156,7 +165,10 @@ struct tunnel final : tunnel_handle, ring_user {
   const char* ended_by = nullptr;  // the peer that closed its side first
   bool closed = false;
 
-  tcp::socket& peer(int p) { return p == 0 ? sockets->client : sockets->upstream->socket; }
+  tcp::socket& peer(int p) {
+    if (p == 1) return sockets->upstream->socket;
+    return tls ? tls->stream.next_layer() : sockets->client;
+  }
 
   void close_all(const char* reason) {
     if (closed) return;
@@ -173,8 +185,9 @@ struct tunnel final : tunnel_handle, ring_user {
         if (lanes[d].recv_on || lanes[1 - d].cur.size > 0) ::shutdown(fd[d], SHUT_RDWR);
       for (auto& l : lanes) drop_queue(l);  // what waited for a write will not be written
     } else {
-      sockets->client.close(ec);
-      sockets->upstream->socket.close(ec);
+      peer(0).close(ec);
+      peer(1).close(ec);
+      if (tls_gate) tls_gate->cancel();
     }
     timer.cancel();
     const auto lasted = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -465,11 +478,14 @@ struct tunnel final : tunnel_handle, ring_user {
     char buf[kMaxControlFrame];
     // Toward the upstream wsgate acts as a client, whose frames are masked.
     const size_t n = write_control_frame(buf, opcode, payload, d == 0 ? mask_key() : 0);
+    if (tls && d == 1) return inject_tls(std::string(buf, n));
     const ssize_t sent = ::send(fd[1 - d], buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (sent == static_cast<ssize_t>(n)) return true;
     if (sent > 0) close_all("error");  // half a frame in the stream: nothing sane can follow
     return false;
   }
+
+  bool inject_tls(std::string frame);
 
   // A keepalive ping to peer p; it goes into direction 1 - p and its pong comes back in p.
   bool try_ping(int p) {
@@ -518,6 +534,22 @@ struct tunnel final : tunnel_handle, ring_user {
     timer.cancel();  // the watchdog sends the Close frames
   }
 };
+
+bool tunnel::inject_tls(std::string frame) {
+  if (control_writing) return false;
+  control_writing = true;
+  asio::co_spawn(
+      w.io,
+      [t = shared_from_this(), frame = std::move(frame)]() -> asio::awaitable<void> {
+        auto [ec, n] = co_await asio::async_write(t->tls->stream, asio::buffer(frame), use_nothrow);
+        (void)n;
+        t->control_writing = false;
+        t->tls_gate->cancel();
+        if (ec) t->close_all("client error");
+      },
+      asio::detached);
+  return true;
+}
 
 void tunnel_timed_out(tunnel& t) {
   log_error(log_level::info,
@@ -572,9 +604,13 @@ asio::awaitable<void> tunnel_watchdog(std::shared_ptr<tunnel> t) {
 }
 
 // One direction: wait for readability without a buffer, then borrow one and move what is there.
+// A TLS client is read through OpenSSL, which may hold bytes the socket no longer shows: that
+// direction reads at once into a record-sized buffer of its own.
 asio::awaitable<void> relay(std::shared_ptr<tunnel> t, int dir, std::string pending) {
   tcp::socket& from = t->peer(dir);
   tcp::socket& to = t->peer(1 - dir);
+  tls_connection* const read_tls = dir == 0 ? t->tls.get() : nullptr;
+  tls_connection* const write_tls = dir == 1 ? t->tls.get() : nullptr;
   const auto send_timeout = dir == 0 ? t->limits.upstream_send : t->limits.client_send;
   frame_tracker& frames = t->frames[dir];
   std::vector<asio::const_buffer> several;  // only when pongs were cut out of a chunk
@@ -599,8 +635,19 @@ asio::awaitable<void> relay(std::shared_ptr<tunnel> t, int dir, std::string pend
     t->write_deadline[dir] = clock::now() + send_timeout;
     if (t->timer.expiry() > t->write_deadline[dir]) t->timer.cancel();
     t->writing[dir] = true;
+    while (write_tls && t->control_writing && !t->closed) {
+      t->tls_gate->expires_at(clock::time_point::max());
+      co_await t->tls_gate->async_wait(use_nothrow);
+    }
     error_code ec;
-    if (several.empty())
+    if (t->closed)
+      ec = asio::error::operation_aborted;
+    else if (write_tls && several.empty())
+      std::tie(ec, std::ignore) = co_await asio::async_write(write_tls->stream, one, use_nothrow);
+    else if (write_tls)
+      std::tie(ec, std::ignore) =
+          co_await asio::async_write(write_tls->stream, several, use_nothrow);
+    else if (several.empty())
       std::tie(ec, std::ignore) = co_await asio::async_write(to, one, use_nothrow);
     else
       std::tie(ec, std::ignore) = co_await asio::async_write(to, several, use_nothrow);
@@ -625,31 +672,48 @@ asio::awaitable<void> relay(std::shared_ptr<tunnel> t, int dir, std::string pend
   }
   pending = std::string();
   error_code ec;
-  from.non_blocking(true, ec);
+  if (!read_tls) from.non_blocking(true, ec);
+  constexpr size_t kTlsRead = 16 * 1024;  // a TLS record's payload
+  std::unique_ptr<char[]> tls_buf;
+  if (read_tls) tls_buf = std::make_unique_for_overwrite<char[]>(kTlsRead);
   for (;;) {
-    auto [wec] = co_await from.async_wait(tcp::socket::wait_read, use_nothrow);
-    if (wec || t->closed) break;
-    auto buf = t->w.buffers.take();
     bool end = false, failed = false;
-    for (;;) {
-      const size_t n = from.read_some(asio::buffer(buf.get(), buffer_pool::kSize), ec);
-      if (ec == asio::error::would_block || ec == asio::error::try_again) break;
-      if (ec == asio::error::eof) {
+    if (read_tls) {
+      auto [rec, n] = co_await read_tls->stream.async_read_some(
+          asio::buffer(tls_buf.get(), kTlsRead), use_nothrow);
+      if (t->closed) break;
+      if (rec == asio::error::eof || rec == asio::ssl::error::stream_truncated) {
         end = true;
-        break;
-      }
-      if (ec) {
+      } else if (rec) {
         failed = true;
-        break;
+      } else {
+        t->last_activity = t->last_heard[dir] = clock::now();
+        failed = !co_await pass(tls_buf.get(), n);
       }
-      t->last_activity = t->last_heard[dir] = clock::now();
-      if (!co_await pass(buf.get(), n)) {
-        failed = true;
-        break;
+    } else {
+      auto [wec] = co_await from.async_wait(tcp::socket::wait_read, use_nothrow);
+      if (wec || t->closed) break;
+      auto buf = t->w.buffers.take();
+      for (;;) {
+        const size_t n = from.read_some(asio::buffer(buf.get(), buffer_pool::kSize), ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) break;
+        if (ec == asio::error::eof) {
+          end = true;
+          break;
+        }
+        if (ec) {
+          failed = true;
+          break;
+        }
+        t->last_activity = t->last_heard[dir] = clock::now();
+        if (!co_await pass(buf.get(), n)) {
+          failed = true;
+          break;
+        }
+        if (n < buffer_pool::kSize) break;  // most likely drained: wait again without a buffer
       }
-      if (n < buffer_pool::kSize) break;  // most likely drained: wait again without a buffer
+      t->w.buffers.give(std::move(buf));
     }
-    t->w.buffers.give(std::move(buf));
     if (failed) {
       t->close_all(dir == 0 ? "client error" : "upstream error");
       co_return;
@@ -686,15 +750,21 @@ std::shared_ptr<relay_ring> worker_ring(worker_context& w) {
 
 }  // namespace
 
+void tls_connection_deleter::operator()(tls_connection* c) const {
+  delete c;
+}
+
 void start_tunnel(worker_context& w, tcp::socket client, std::unique_ptr<upstream_conn> upstream,
-                  std::string to_upstream, tunnel_limits limits, std::string client_text) {
+                  std::string to_upstream, tunnel_limits limits, std::string client_text,
+                  tls_connection_ptr tls) {
   std::string to_client(upstream->in.data());
   upstream->in.consume(upstream->in.size());
   upstream->in.release();
-  auto ring = worker_ring(w);
+  // io_uring moves plain bytes only: a TLS client's tunnel relays through Asio and OpenSSL.
+  auto ring = tls ? nullptr : worker_ring(w);
   const bool use_ring = ring != nullptr;
   auto t = std::make_shared<tunnel>(w, std::move(client), std::move(upstream), limits,
-                                    std::move(ring), std::move(client_text));
+                                    std::move(ring), std::move(client_text), std::move(tls));
   asio::co_spawn(w.io, tunnel_watchdog(t), asio::detached);
   if (use_ring) {
     t->start_ring(std::move(to_upstream), std::move(to_client));

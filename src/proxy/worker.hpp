@@ -108,9 +108,9 @@ struct worker_context {
 
 // Runs a client connection to its end (requests, then possibly a tunnel). `peer` and `local`,
 // when the caller knows them (accept() gives the peer; a listener on one address is the local
-// end), save the system calls that would ask the socket.
+// end), save the system calls that would ask the socket. `tls`: the listener is `ssl`.
 void start_session(worker_context& w, tcp::socket socket, const tcp::endpoint* peer = nullptr,
-                   const tcp::endpoint* local = nullptr);
+                   const tcp::endpoint* local = nullptr, bool tls = false);
 
 // QUIT on this worker: close idle keep-alive connections; busy ones close after their request.
 void drain(worker_context& w);

@@ -1,0 +1,97 @@
+#include "tls/context.hpp"
+
+#include <openssl/err.h>
+
+#include <algorithm>
+
+namespace wsgate::tls {
+
+namespace {
+
+std::string where(const config::source_loc& at) {
+  if (at.file.empty()) return {};
+  return " in " + at.file + ":" + std::to_string(at.line);
+}
+
+bool has(const std::vector<std::string>& v, const char* p) {
+  return std::find(v.begin(), v.end(), p) != v.end();
+}
+
+// nginx's ssl_protocols as a version range: OpenSSL only takes a minimum and a maximum, so a gap
+// ("TLSv1 TLSv1.2") widens to the range between them, as nginx's own mask does with OpenSSL 3.
+void set_versions(SSL_CTX* ctx, const std::vector<std::string>& protocols) {
+  static constexpr std::pair<const char*, int> order[] = {{"TLSv1", TLS1_VERSION},
+                                                          {"TLSv1.1", TLS1_1_VERSION},
+                                                          {"TLSv1.2", TLS1_2_VERSION},
+                                                          {"TLSv1.3", TLS1_3_VERSION}};
+  int lo = 0, hi = 0;
+  for (const auto& [name, v] : order) {
+    if (!has(protocols, name)) continue;
+    if (!lo) lo = v;
+    hi = v;
+  }
+  if (!lo) lo = hi = TLS1_2_VERSION;  // only SSLv2/SSLv3 named: OpenSSL 3 has neither
+  SSL_CTX_set_min_proto_version(ctx, lo);
+  SSL_CTX_set_max_proto_version(ctx, hi);
+}
+
+}  // namespace
+
+std::string take_errors() {
+  std::string out;
+  unsigned long e;
+  char buf[256];
+  while ((e = ERR_get_error()) != 0) {
+    ERR_error_string_n(e, buf, sizeof buf);
+    out += out.empty() ? " (SSL: " : " ";
+    out += buf;
+  }
+  if (!out.empty()) out += ")";
+  return out;
+}
+
+context make_server_context(const config::server& srv, std::string& error) {
+  const auto& s = srv.ssl;
+  ERR_clear_error();
+  context ctx(SSL_CTX_new(TLS_server_method()), ctx_deleter{});
+  if (!ctx) {
+    error = "SSL_CTX_new() failed" + take_errors();
+    return nullptr;
+  }
+  SSL_CTX* c = ctx.get();
+  set_versions(c, s.protocols);
+  // As nginx: no renegotiation by clients, no compression, the server's cipher order when asked.
+  SSL_CTX_set_options(
+      c, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_SERVER);
+  const auto at = where(s.where);
+  if (!s.ciphers.empty() && SSL_CTX_set_cipher_list(c, s.ciphers.c_str()) != 1) {
+    error = "SSL_CTX_set_cipher_list(\"" + s.ciphers + "\") failed" + take_errors() + at +
+            "; write an OpenSSL cipher list such as `ssl_ciphers HIGH:!aNULL:!MD5;`";
+    return nullptr;
+  }
+  if (SSL_CTX_use_certificate_chain_file(c, s.certificate.c_str()) != 1) {
+    error = "cannot load certificate \"" + s.certificate + "\"" + take_errors() + at +
+            "; check the path and that the file holds a PEM certificate";
+    return nullptr;
+  }
+  const std::string& key = s.certificate_key.empty() ? s.certificate : s.certificate_key;
+  if (SSL_CTX_use_PrivateKey_file(c, key.c_str(), SSL_FILETYPE_PEM) != 1) {
+    error = "cannot load certificate key \"" + key + "\"" + take_errors() + at +
+            "; check the path and that the file holds a PEM private key";
+    return nullptr;
+  }
+  if (SSL_CTX_check_private_key(c) != 1) {
+    error = "SSL_CTX_use_PrivateKey(\"" + key + "\") failed" + take_errors() + at +
+            "; the key does not belong to \"" + s.certificate + "\": name the matching pair";
+    return nullptr;
+  }
+  return ctx;
+}
+
+std::string protocol_name(const SSL* ssl) {
+  return ssl ? SSL_get_version(ssl) : "";
+}
+
+}  // namespace wsgate::tls
