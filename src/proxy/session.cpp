@@ -12,6 +12,7 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -174,7 +175,7 @@ struct connection_state {
     if (next < timer.expiry()) timer.cancel();
   }
   void disarm() { deadline = clock::time_point::max(); }
-  tcp::socket& sock() { return tls ? tls->stream.next_layer() : client; }
+  tcp::socket& sock() { return tls ? tls->socket() : client; }
 };
 
 // Cancels the connection's socket operations when the current step's deadline passes; the
@@ -407,7 +408,7 @@ std::string session::error_context() const {
 awaitable<error_code> session::write_client(std::span<const asio::const_buffer> bufs) {
   s_->arm(loc_ ? settings().send_timeout.value_or(std::chrono::seconds(60))
                : std::chrono::seconds(60));
-  auto [ec, n] = s_->tls ? co_await asio::async_write(s_->tls->stream, bufs, use_nothrow)
+  auto [ec, n] = s_->tls ? co_await s_->tls->write(bufs)
                          : co_await asio::async_write(s_->client, bufs, use_nothrow);
   (void)n;
   if (ec && s_->timed_out)
@@ -514,9 +515,8 @@ awaitable<bool> session::read_head() {
       co_await respond_error(400, true);
       co_return false;
     }
-    auto [ec, got] = s_->tls
-                         ? co_await s_->tls->stream.async_read_some(asio::buffer(p, n), use_nothrow)
-                         : co_await s_->client.async_read_some(asio::buffer(p, n), use_nothrow);
+    auto [ec, got] = s_->tls ? co_await s_->tls->read_some(asio::buffer(p, n))
+                             : co_await s_->client.async_read_some(asio::buffer(p, n), use_nothrow);
     if (ec) {
       if (s_->timed_out)  // nginx closes without a response when the head does not arrive
         log(log_level::info,
@@ -613,9 +613,8 @@ awaitable<session::body_result> session::next_body_piece(std::string_view& piece
     }
     auto [p, n] = in_.prepare(kBodyRead, kBodyLimit);
     s_->arm(settings().client_body_timeout.value_or(std::chrono::seconds(60)));
-    auto [ec, got] = s_->tls
-                         ? co_await s_->tls->stream.async_read_some(asio::buffer(p, n), use_nothrow)
-                         : co_await s_->client.async_read_some(asio::buffer(p, n), use_nothrow);
+    auto [ec, got] = s_->tls ? co_await s_->tls->read_some(asio::buffer(p, n))
+                             : co_await s_->client.async_read_some(asio::buffer(p, n), use_nothrow);
     const bool timed_out = s_->timed_out;
     s_->disarm();
     if (ec) {
@@ -1689,10 +1688,11 @@ awaitable<bool> session::tls_handshake() {
     s_->disarm();
     co_return false;
   }
+  SSL_set_accept_state(ssl);
   SSL_set_app_data(ssl, static_cast<tls_server_picker*>(this));
   s_->tls.reset(new tls_connection(std::move(s_->client), ssl));
   ERR_clear_error();
-  auto [ec] = co_await s_->tls->stream.async_handshake(asio::ssl::stream_base::server, use_nothrow);
+  const error_code ec = co_await s_->tls->handshake();
   SSL_set_app_data(ssl, nullptr);
   const bool timed_out = s_->timed_out;
   s_->disarm();
@@ -1753,17 +1753,9 @@ awaitable<void> session::run_session() {
       else
         w_.idle_clients.insert(&sock);
       error_code ec;
-      if (s_->tls) {
-        // OpenSSL may hold decrypted or undecrypted bytes already: read through it, into the
-        // request buffer (a TLS connection keeps buffers of its own anyway).
-        auto [p, n] = in_.prepare(limits_.first_buffer, limits_.max_bytes());
-        size_t got = 0;
-        std::tie(ec, got) =
-            co_await s_->tls->stream.async_read_some(asio::buffer(p, n), use_nothrow);
-        in_.commit(ec ? 0 : got);
-      } else {
+      // OpenSSL may hold the next request already (read with the last one).
+      if (!s_->tls || !s_->tls->buffered())
         std::tie(ec) = co_await sock.async_wait(tcp::socket::wait_read, use_nothrow);
-      }
       idle_node_ = w_.idle_clients.extract(&sock);
       s_->disarm();
       if (ec) break;

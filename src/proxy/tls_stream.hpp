@@ -1,15 +1,57 @@
-// A client connection that speaks TLS: Asio's OpenSSL stream owning the TCP socket. Only the
-// files that read or write such a connection include this (Asio's SSL headers are heavy).
+// A client connection that speaks TLS: OpenSSL reading and writing the socket itself (SSL_set_fd)
+// in non-blocking mode, Asio only waiting for readiness. No buffer sits between the two (Asio's
+// SSL stream keeps four 17 KiB ones per connection): with SSL_MODE_RELEASE_BUFFERS an idle
+// connection holds OpenSSL's state and nothing else, and every byte OpenSSL has read but not
+// handed out shows in SSL_has_pending(), so waiting for readability without a buffer is safe.
 #pragma once
 
+#include <openssl/ssl.h>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/buffer.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl/stream.hpp>
+#include <boost/system/error_code.hpp>
+#include <span>
+#include <string>
+#include <tuple>
 
 namespace wsgate::proxy {
 
-struct tls_connection {
-  tls_connection(boost::asio::ip::tcp::socket s, SSL* ssl) : stream(std::move(s), ssl) {}
-  boost::asio::ssl::stream<boost::asio::ip::tcp::socket> stream;
+class tls_connection {
+ public:
+  using error_code = boost::system::error_code;
+  // Takes `s` and `ssl` (which must not have a descriptor yet).
+  tls_connection(boost::asio::ip::tcp::socket s, SSL* ssl);
+  ~tls_connection();
+  tls_connection(const tls_connection&) = delete;
+  tls_connection& operator=(const tls_connection&) = delete;
+
+  boost::asio::ip::tcp::socket& socket() { return socket_; }
+  SSL* native() { return ssl_; }
+  // Bytes OpenSSL read from the socket and has not handed out yet (decrypted or not).
+  bool buffered() const { return SSL_has_pending(ssl_) == 1; }
+
+  // What one non-blocking call did.
+  enum class step { done, want_read, want_write, eof, failed };
+  // SSL_read once: `got` bytes on done; on failed, `ec` says why.
+  step read_now(void* p, size_t n, size_t& got, error_code& ec);
+
+  boost::asio::awaitable<error_code> handshake();
+  // Some bytes (waiting for them); eof when the peer closed (with or without close_notify:
+  // the latter as boost::asio::ssl::error::stream_truncated).
+  boost::asio::awaitable<std::tuple<error_code, size_t>> read_some(boost::asio::mutable_buffer b);
+  // Everything, small pieces gathered into one TLS record.
+  boost::asio::awaitable<std::tuple<error_code, size_t>> write(
+      std::span<const boost::asio::const_buffer> bufs);
+  boost::asio::awaitable<std::tuple<error_code, size_t>> write(boost::asio::const_buffer b);
+
+ private:
+  step classify(int rc, error_code& ec);
+  boost::asio::awaitable<error_code> wait(step s);
+
+  boost::asio::ip::tcp::socket socket_;
+  SSL* ssl_;
+  std::string gather_;  // small buffers joined for one SSL_write; empty between writes
 };
 
 }  // namespace wsgate::proxy

@@ -97,7 +97,7 @@ struct tunnel final : tunnel_handle, ring_user, std::enable_shared_from_this<tun
       fd[1] = u->socket.release(ec);
       ring->hold();
     } else {
-      fd[0] = tls ? tls->stream.next_layer().native_handle() : c.native_handle();
+      fd[0] = tls ? tls->socket().native_handle() : c.native_handle();
       fd[1] = u->socket.native_handle();
       sockets = std::make_unique<asio_sockets>(asio_sockets{std::move(c), std::move(u)});
       if (tls) tls_gate.emplace(wc.io);
@@ -167,7 +167,7 @@ struct tunnel final : tunnel_handle, ring_user, std::enable_shared_from_this<tun
 
   tcp::socket& peer(int p) {
     if (p == 1) return sockets->upstream->socket;
-    return tls ? tls->stream.next_layer() : sockets->client;
+    return tls ? tls->socket() : sockets->client;
   }
 
   void close_all(const char* reason) {
@@ -541,7 +541,7 @@ bool tunnel::inject_tls(std::string frame) {
   asio::co_spawn(
       w.io,
       [t = shared_from_this(), frame = std::move(frame)]() -> asio::awaitable<void> {
-        auto [ec, n] = co_await asio::async_write(t->tls->stream, asio::buffer(frame), use_nothrow);
+        auto [ec, n] = co_await t->tls->write(asio::buffer(frame));
         (void)n;
         t->control_writing = false;
         t->tls_gate->cancel();
@@ -643,10 +643,9 @@ asio::awaitable<void> relay(std::shared_ptr<tunnel> t, int dir, std::string pend
     if (t->closed)
       ec = asio::error::operation_aborted;
     else if (write_tls && several.empty())
-      std::tie(ec, std::ignore) = co_await asio::async_write(write_tls->stream, one, use_nothrow);
+      std::tie(ec, std::ignore) = co_await write_tls->write(one);
     else if (write_tls)
-      std::tie(ec, std::ignore) =
-          co_await asio::async_write(write_tls->stream, several, use_nothrow);
+      std::tie(ec, std::ignore) = co_await write_tls->write(several);
     else if (several.empty())
       std::tie(ec, std::ignore) = co_await asio::async_write(to, one, use_nothrow);
     else
@@ -673,47 +672,45 @@ asio::awaitable<void> relay(std::shared_ptr<tunnel> t, int dir, std::string pend
   pending = std::string();
   error_code ec;
   if (!read_tls) from.non_blocking(true, ec);
-  constexpr size_t kTlsRead = 16 * 1024;  // a TLS record's payload
-  std::unique_ptr<char[]> tls_buf;
-  if (read_tls) tls_buf = std::make_unique_for_overwrite<char[]>(kTlsRead);
   for (;;) {
-    bool end = false, failed = false;
-    if (read_tls) {
-      auto [rec, n] = co_await read_tls->stream.async_read_some(
-          asio::buffer(tls_buf.get(), kTlsRead), use_nothrow);
-      if (t->closed) break;
-      if (rec == asio::error::eof || rec == asio::ssl::error::stream_truncated) {
-        end = true;
-      } else if (rec) {
-        failed = true;
-      } else {
-        t->last_activity = t->last_heard[dir] = clock::now();
-        failed = !co_await pass(tls_buf.get(), n);
-      }
-    } else {
+    // Bytes OpenSSL already holds do not make the socket readable: no wait for those.
+    if (!read_tls || !read_tls->buffered()) {
       auto [wec] = co_await from.async_wait(tcp::socket::wait_read, use_nothrow);
       if (wec || t->closed) break;
-      auto buf = t->w.buffers.take();
-      for (;;) {
-        const size_t n = from.read_some(asio::buffer(buf.get(), buffer_pool::kSize), ec);
-        if (ec == asio::error::would_block || ec == asio::error::try_again) break;
-        if (ec == asio::error::eof) {
-          end = true;
-          break;
-        }
-        if (ec) {
-          failed = true;
-          break;
-        }
-        t->last_activity = t->last_heard[dir] = clock::now();
-        if (!co_await pass(buf.get(), n)) {
-          failed = true;
-          break;
-        }
-        if (n < buffer_pool::kSize) break;  // most likely drained: wait again without a buffer
-      }
-      t->w.buffers.give(std::move(buf));
     }
+    auto buf = t->w.buffers.take();
+    bool end = false, failed = false;
+    for (;;) {
+      size_t n = 0;
+      if (read_tls) {
+        const auto st = read_tls->read_now(buf.get(), buffer_pool::kSize, n, ec);
+        if (st == tls_connection::step::want_read) break;
+        if (st == tls_connection::step::want_write) {  // a TLS 1.3 key update to answer
+          auto [wec] = co_await from.async_wait(tcp::socket::wait_write, use_nothrow);
+          if (wec || t->closed) break;
+          continue;
+        }
+        end = st == tls_connection::step::eof;
+        failed = st == tls_connection::step::failed;
+        if (end || failed) break;
+      } else {
+        n = from.read_some(asio::buffer(buf.get(), buffer_pool::kSize), ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) break;
+        end = ec == asio::error::eof;
+        failed = ec && !end;
+        if (end || failed) break;
+      }
+      t->last_activity = t->last_heard[dir] = clock::now();
+      if (!co_await pass(buf.get(), n)) {
+        failed = true;
+        break;
+      }
+      // Most likely drained: wait again without a buffer. (OpenSSL hands out one record per
+      // read: it is asked until it has nothing.)
+      if (!read_tls && n < buffer_pool::kSize) break;
+    }
+    t->w.buffers.give(std::move(buf));
+    if (t->closed) break;
     if (failed) {
       t->close_all(dir == 0 ? "client error" : "upstream error");
       co_return;

@@ -63,7 +63,10 @@ context make_server_context(const config::server& srv, std::string& error) {
   // As nginx: no renegotiation by clients, no compression, the server's cipher order when asked.
   SSL_CTX_set_options(
       c, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  // Buffers only while data is in flight; a read takes all the socket has, not one record
+  // header then its body.
   SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  SSL_CTX_set_read_ahead(c, 1);
   SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_SERVER);
   const auto at = where(s.where);
   if (!s.ciphers.empty() && SSL_CTX_set_cipher_list(c, s.ciphers.c_str()) != 1) {
