@@ -13,8 +13,8 @@
 
 #include "cli/commands.hpp"
 #include "config/loader.hpp"
+#include "proxy/runtime.hpp"
 #include "routing/lint.hpp"
-#include "tls/context.hpp"
 
 namespace wsgate::cli {
 
@@ -61,16 +61,11 @@ int test_config(const options& opts) {
                  where_text(w.where).c_str(), w.fix.c_str());
     failed = true;
   }
-  // Certificates and keys are loaded as the server would, as nginx -t does.
-  if (snap.http)
-    for (const auto& srv : snap.http->servers) {
-      if (srv->ssl.certificate.empty()) continue;
-      std::string error;
-      if (!tls::make_server_context(*srv, error)) {
-        std::fprintf(stderr, "wsgate: [emerg] %s\n", error.c_str());
-        failed = true;
-      }
-    }
+  // Certificates, keys and trusted CAs are loaded as the server would, as nginx -t does.
+  if (const std::string error = proxy::load_tls(snap, nullptr); !error.empty()) {
+    std::fprintf(stderr, "wsgate: [emerg] %s\n", error.c_str());
+    failed = true;
+  }
   if (failed) {
     std::fprintf(stderr, "wsgate: configuration file %s test failed\n", file.c_str());
     return 1;

@@ -1037,14 +1037,47 @@ void h_ssl_ciphers(S& st, const T& s) {
 void h_ssl_prefer_server_ciphers(S& st, const T& s) {
   st.top().srv->ssl.prefer_server_ciphers = flag_arg(st, s);
 }
-void h_ssl_protocols(S& st, const T& s) {
-  auto& v = st.top().srv->ssl.protocols;  // repeated lines add up, as nginx's bitmask
+// ssl_protocols and proxy_ssl_protocols: the names nginx knows, each once.
+void add_protocols(S& st, const T& s, std::vector<std::string>& v) {
   static const char* known[] = {"SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"};
   for (size_t i = 1; i <= nargs(s); ++i) {
     if (std::find(std::begin(known), std::end(known), arg(s, i)) == std::end(known))
       st.fail(s.line, fmt::format("invalid value \"{}\"", arg(s, i)), "use TLSv1.2 and/or TLSv1.3");
     if (std::find(v.begin(), v.end(), arg(s, i)) == v.end()) v.push_back(arg(s, i));
   }
+}
+void h_ssl_protocols(S& st, const T& s) {
+  add_protocols(st, s, st.top().srv->ssl.protocols);  // repeated lines add up (nginx's bitmask)
+}
+
+void h_proxy_ssl_name(S& st, const T& s) {
+  auto& slot = settings(st).proxy_ssl_name;
+  if (slot) duplicate(st, s);
+  slot = st.tmpl(arg(s, 1), s.line);
+}
+void h_proxy_ssl_verify_depth(S& st, const T& s) {
+  auto& slot = settings(st).proxy_ssl_verify_depth;
+  if (slot) duplicate(st, s);
+  auto n = parse_number(arg(s, 1));
+  if (!n || *n > 100)
+    invalid_value(st, s, "write a small number, e.g. `proxy_ssl_verify_depth 2;`");
+  slot = static_cast<int>(*n);
+}
+void h_proxy_ssl_trusted_certificate(S& st, const T& s) {
+  auto& ls = settings(st);
+  if (ls.proxy_ssl_trusted_certificate) duplicate(st, s);
+  ls.proxy_ssl_trusted_certificate = full_name(st.conf_prefix, arg(s, 1));
+  ls.proxy_ssl_trusted_certificate_where = st.here(s.line);
+}
+void h_proxy_ssl_protocols(S& st, const T& s) {
+  auto& slot = settings(st).proxy_ssl_protocols;
+  if (slot) duplicate(st, s);
+  add_protocols(st, s, slot.emplace());
+}
+void h_proxy_ssl_ciphers(S& st, const T& s) {
+  auto& slot = settings(st).proxy_ssl_ciphers;
+  if (slot) duplicate(st, s);
+  slot = arg(s, 1);
 }
 
 // ---- upstream --------------------------------------------------------------------------------
@@ -1291,6 +1324,22 @@ std::vector<directive_spec> make_table() {
       {"ssl_ciphers", "ssl_ciphers CIPHERS", ctx_hs, take1, h_ssl_ciphers,
        "OpenSSL cipher list (HIGH:!aNULL:!MD5)"},
       // proxy_*
+      {"proxy_ssl_server_name", "proxy_ssl_server_name on|off", ctx_hsl, take1,
+       set_flag<&L::proxy_ssl_server_name>, "send SNI to an https upstream (off)"},
+      {"proxy_ssl_name", "proxy_ssl_name NAME", ctx_hsl, take1, h_proxy_ssl_name,
+       "the name sent as SNI and verified ($proxy_host)"},
+      {"proxy_ssl_verify", "proxy_ssl_verify on|off", ctx_hsl, take1,
+       set_flag<&L::proxy_ssl_verify>, "verify the https upstream's certificate (off)"},
+      {"proxy_ssl_verify_depth", "proxy_ssl_verify_depth N", ctx_hsl, take1,
+       h_proxy_ssl_verify_depth, "longest certificate chain accepted (1)"},
+      {"proxy_ssl_trusted_certificate", "proxy_ssl_trusted_certificate FILE", ctx_hsl, take1,
+       h_proxy_ssl_trusted_certificate, "PEM CA certificates for proxy_ssl_verify"},
+      {"proxy_ssl_protocols", "proxy_ssl_protocols PROTOCOL...", ctx_hsl, take_1more,
+       h_proxy_ssl_protocols, "TLS versions offered to an https upstream (TLSv1.2 TLSv1.3)"},
+      {"proxy_ssl_ciphers", "proxy_ssl_ciphers CIPHERS", ctx_hsl, take1, h_proxy_ssl_ciphers,
+       "OpenSSL cipher list for https upstreams (DEFAULT)"},
+      {"proxy_ssl_session_reuse", "proxy_ssl_session_reuse on|off", ctx_hsl, take1,
+       set_flag<&L::proxy_ssl_session_reuse>, "resume TLS sessions with an upstream (on)"},
       {"stub_status", "stub_status", ctx_sl, take0 | take1, h_stub_status,
        "answer with nginx's connection and request counters, in nginx's format"},
       {"proxy_pass", "proxy_pass URL", ctx_location, take1, h_proxy_pass,
@@ -1442,9 +1491,6 @@ std::vector<directive_spec> make_table() {
       {"http2_max_field_size", ctx_hs, false},
       {"http2_max_header_size", ctx_hs, false},
       {"http2_recv_buffer_size", ctx_http, false},
-      {"proxy_ssl_server_name", ctx_hsl, false},
-      {"proxy_ssl_verify", ctx_hsl, false},
-      {"proxy_ssl_protocols", ctx_hsl, false},
       {"proxy_ignore_client_abort", ctx_hsl, false},
       {"proxy_intercept_errors", ctx_hsl, false},
   };

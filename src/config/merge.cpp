@@ -36,6 +36,15 @@ void apply_defaults(location_settings& s, const main_settings& main) {
   fallback(s.proxy_max_temp_file_size, size_t{1024} * 1024 * 1024);
   fallback(s.proxy_hide_header, std::vector<std::string>{});
   fallback(s.proxy_pass_header, std::vector<std::string>{});
+  fallback(s.proxy_ssl_server_name, false);
+  fallback(s.proxy_ssl_name, template_string{"$proxy_host", {{true, "proxy_host"}}});
+  fallback(s.proxy_ssl_verify, false);
+  fallback(s.proxy_ssl_verify_depth, 1);
+  fallback(s.proxy_ssl_trusted_certificate, std::string());
+  // nginx 1.22 also offers TLSv1 and TLSv1.1 (OpenSSL 3 refuses them at its default level).
+  fallback(s.proxy_ssl_protocols, std::vector<std::string>{"TLSv1.2", "TLSv1.3"});
+  fallback(s.proxy_ssl_ciphers, std::string("DEFAULT"));
+  fallback(s.proxy_ssl_session_reuse, true);
   fallback(s.add_header, std::vector<add_header_setting>{});
   fallback(s.error_page, std::vector<error_page_setting>{});
   fallback(s.client_max_body_size, size_t{1024 * 1024});
@@ -81,6 +90,17 @@ void merge_settings(location_settings& in, const location_settings& out) {
   inherit(in.proxy_max_temp_file_size, out.proxy_max_temp_file_size);
   inherit(in.proxy_hide_header, out.proxy_hide_header);
   inherit(in.proxy_pass_header, out.proxy_pass_header);
+  inherit(in.proxy_ssl_server_name, out.proxy_ssl_server_name);
+  inherit(in.proxy_ssl_name, out.proxy_ssl_name);
+  inherit(in.proxy_ssl_verify, out.proxy_ssl_verify);
+  inherit(in.proxy_ssl_verify_depth, out.proxy_ssl_verify_depth);
+  if (!in.proxy_ssl_trusted_certificate) {
+    in.proxy_ssl_trusted_certificate = out.proxy_ssl_trusted_certificate;
+    in.proxy_ssl_trusted_certificate_where = out.proxy_ssl_trusted_certificate_where;
+  }
+  inherit(in.proxy_ssl_protocols, out.proxy_ssl_protocols);
+  inherit(in.proxy_ssl_ciphers, out.proxy_ssl_ciphers);
+  inherit(in.proxy_ssl_session_reuse, out.proxy_ssl_session_reuse);
   inherit(in.add_header, out.add_header);
   inherit(in.error_page, out.error_page);
   inherit(in.access, out.access);

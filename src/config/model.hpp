@@ -138,6 +138,16 @@ struct location_settings {
   std::optional<size_t> proxy_max_temp_file_size;  // 1024m: response spill beyond buffers; 0 = none
   std::optional<std::vector<std::string>> proxy_hide_header;  // lower-case names
   std::optional<std::vector<std::string>> proxy_pass_header;  // lower-case names
+  // proxy_pass https://: TLS to the upstream (ngx_http_proxy_module's proxy_ssl_*)
+  std::optional<bool> proxy_ssl_server_name;                 // off: no SNI sent
+  std::optional<template_string> proxy_ssl_name;             // $proxy_host (port dropped)
+  std::optional<bool> proxy_ssl_verify;                      // off
+  std::optional<int> proxy_ssl_verify_depth;                 // 1
+  std::optional<std::string> proxy_ssl_trusted_certificate;  // "": none
+  std::optional<source_loc> proxy_ssl_trusted_certificate_where;
+  std::optional<std::vector<std::string>> proxy_ssl_protocols;  // TLSv1.2 TLSv1.3
+  std::optional<std::string> proxy_ssl_ciphers;                 // DEFAULT
+  std::optional<bool> proxy_ssl_session_reuse;                  // on
   // responses
   std::optional<std::vector<add_header_setting>> add_header;  // a level's list replaces outer
   std::optional<std::vector<error_page_setting>> error_page;  // a level's list replaces outer

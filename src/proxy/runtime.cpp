@@ -9,6 +9,7 @@
 #include <functional>
 
 #include "common/ip.hpp"
+#include "proxy/worker.hpp"
 
 namespace wsgate::proxy {
 
@@ -75,6 +76,16 @@ int servername(SSL* ssl, int* /*alert*/, void* /*arg*/) {
   SSL_CTX* ctx = picker->pick_tls_context(name);
   if (ctx && ctx != SSL_get_SSL_CTX(ssl)) SSL_set_SSL_CTX(ssl, ctx);
   return SSL_TLSEXT_ERR_OK;
+}
+
+// proxy_ssl_session_reuse: a new session with an upstream replaces the one kept for that
+// context and peer (ownership passes to the store).
+int save_session(SSL* ssl, SSL_SESSION* sess) {
+  auto* slot = static_cast<upstream_tls_session*>(SSL_get_app_data(ssl));
+  if (!slot || !slot->store) return 0;
+  (*slot->store)[slot->key] =
+      std::shared_ptr<void>(sess, [](void* p) { SSL_SESSION_free(static_cast<SSL_SESSION*>(p)); });
+  return 1;
 }
 
 bool failed_out(const peer& p, std::chrono::steady_clock::time_point now) {
@@ -194,6 +205,44 @@ std::vector<peer_group::peer_view> peer_group::view(
   return out;
 }
 
+std::string load_tls(const config::snapshot& config, runtime* rt) {
+  if (!config.http) return {};
+  std::string error;
+  for (const auto& srv : config.http->servers) {
+    if (srv->ssl.certificate.empty()) continue;
+    auto ctx = tls::make_server_context(*srv, error);
+    if (!ctx) return error;
+    // SSL_CTX_set_tlsext_servername_callback() without its C cast.
+    SSL_CTX_callback_ctrl(ctx.get(), SSL_CTRL_SET_TLSEXT_SERVERNAME_CB,
+                          reinterpret_cast<void (*)()>(servername));
+    if (rt) rt->tls_contexts.emplace(srv.get(), std::move(ctx));
+  }
+  // https upstreams: a context per location that may proxy to one (as nginx: https, or a URL
+  // with variables).
+  auto client_contexts = [&](auto& self, const config::location& loc) -> bool {
+    const auto& pp = loc.proxy_pass;
+    if (pp && (pp->scheme == "https" || pp->url.has_variables())) {
+      auto ctx = tls::make_client_context(loc.settings, error);
+      if (!ctx) {
+        if (!pp->where.file.empty()) error += " (for proxy_pass" + where(pp->where) + ")";
+        return false;
+      }
+      if (loc.settings.proxy_ssl_session_reuse.value_or(true)) {
+        SSL_CTX_set_session_cache_mode(ctx.get(),
+                                       SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_new_cb(ctx.get(), save_session);
+      }
+      if (rt) rt->upstream_tls.emplace(&loc.settings, std::move(ctx));
+    }
+    for (const auto& child : loc.children)
+      if (!self(self, *child)) return false;
+    return true;
+  };
+  for (const auto& srv : config.http->servers)
+    if (!client_contexts(client_contexts, srv->root_location)) return error;
+  return {};
+}
+
 runtime_result build_runtime(std::shared_ptr<const config::snapshot> config) {
   auto rt = std::make_shared<runtime>();
   rt->config = config;
@@ -245,18 +294,9 @@ runtime_result build_runtime(std::shared_ptr<const config::snapshot> config) {
   }
 
   // TLS contexts: loaded now, so that a bad certificate fails the (re)load and not a handshake.
-  for (const auto& srv : http.servers) {
-    if (srv->ssl.certificate.empty()) continue;
-    std::string error;
-    auto ctx = tls::make_server_context(*srv, error);
-    if (!ctx) {
-      result.error = error;
-      return result;
-    }
-    // SSL_CTX_set_tlsext_servername_callback() without its C cast.
-    SSL_CTX_callback_ctrl(ctx.get(), SSL_CTRL_SET_TLSEXT_SERVERNAME_CB,
-                          reinterpret_cast<void (*)()>(servername));
-    rt->tls_contexts.emplace(srv.get(), std::move(ctx));
+  if (std::string error = load_tls(*config, rt.get()); !error.empty()) {
+    result.error = error;
+    return result;
   }
 
   // upstream{} blocks.

@@ -123,6 +123,14 @@ struct runtime {
   // Each server{} with an ssl_certificate: its TLS context (SNI picks among them).
   std::unordered_map<const config::server*, tls::context> tls_contexts;
 
+  // Each location that proxies to https (or to a URL with variables, which may be https): the
+  // TLS context its upstream connections use.
+  std::unordered_map<const config::location_settings*, tls::context> upstream_tls;
+
+  const tls::context* upstream_tls_for(const config::location_settings* s) const {
+    auto it = upstream_tls.find(s);
+    return it == upstream_tls.end() ? nullptr : &it->second;
+  }
   const tls::context* tls_for(const config::server* srv) const {
     auto it = tls_contexts.find(srv);
     return it == tls_contexts.end() ? nullptr : &it->second;
@@ -147,6 +155,11 @@ struct runtime_result {
 // Resolves every listen address and upstream host of `config` (blocking; run at start and on
 // reload, never on a worker thread).
 runtime_result build_runtime(std::shared_ptr<const config::snapshot> config);
+
+// Loads every TLS context the configuration names (servers' certificates, https upstreams'
+// trusted CAs) into `rt`, or only checks them when `rt` is null (wsgate -t); the error, in
+// nginx's words with the directive's line, or "".
+std::string load_tls(const config::snapshot& config, runtime* rt);
 
 // Resolves host:port now (numeric addresses without DNS); empty on failure.
 std::vector<socket_address> resolve(const std::string& host, uint16_t port, bool passive = false);

@@ -2,6 +2,7 @@
 // or proxies them (proxy_request); a confirmed upgrade hands both sockets to the tunnel.
 #include <fcntl.h>
 #include <openssl/err.h>
+#include <openssl/x509v3.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -153,8 +154,8 @@ struct connection_state {
   connection_state(worker_context& wc, tcp::socket sock)
       : w(wc), client(std::move(sock)), timer(wc.io) {}
   worker_context& w;
-  tcp::socket client;                        // moves into `tls` when the connection is TLS
-  tls_connection_ptr tls;                    // after the handshake began
+  tcp::socket client;
+  tls_connection_ptr tls;                    // on `client`, once its handshake began
   bool tls_port = false;                     // the listener is `ssl`
   std::optional<tcp::endpoint> peer, local;  // known from accept() and the listener
   std::unique_ptr<upstream_conn> upstream;
@@ -175,7 +176,7 @@ struct connection_state {
     if (next < timer.expiry()) timer.cancel();
   }
   void disarm() { deadline = clock::time_point::max(); }
-  tcp::socket& sock() { return tls ? tls->socket() : client; }
+  tcp::socket& sock() { return client; }
 };
 
 // Cancels the connection's socket operations when the current step's deadline passes; the
@@ -230,6 +231,7 @@ class session : tls_server_picker {
   int body_failure_status(body_result r);
 
   awaitable<upstream_failure> connect_upstream(const routing::decision& d, bool& reused);
+  awaitable<upstream_failure> upstream_handshake(const routing::decision& d);
   awaitable<upstream_failure> read_response_head(const routing::decision& d,
                                                  http::response_head& head);
   void release_upstream(bool reusable);
@@ -314,6 +316,7 @@ class session : tls_server_picker {
   unsigned char client_addr_[16] = {};  // ip_hash's key: the client's address bytes
   size_t client_addr_len_ = 0;
   bool plain_on_tls_ = false;  // a plain HTTP request came to a TLS port: answered 400 (497)
+  std::string_view upstream_scheme_ = "http";  // for the error log's "upstream:"
 };
 
 session::session(std::shared_ptr<connection_state> st) : s_(std::move(st)), w_(s_->w) {
@@ -400,7 +403,8 @@ std::string session::error_context() const {
   if (default_server_ && !default_server_->names.empty())
     out += default_server_->names.front().name;
   if (!request_line_.empty()) out += ", request: \"" + request_line_ + "\"";
-  if (!upstream_addr_.empty()) out += ", upstream: \"http://" + upstream_addr_ + "\"";
+  if (!upstream_addr_.empty())
+    out.append(", upstream: \"").append(upstream_scheme_).append("://").append(upstream_addr_) += '"';
   if (const std::string* h = find_header(info_.headers, "host")) out += ", host: \"" + *h + "\"";
   return out;
 }
@@ -422,7 +426,9 @@ awaitable<error_code> session::write_client(std::span<const asio::const_buffer> 
 awaitable<error_code> session::write_upstream(std::span<const asio::const_buffer> bufs,
                                               duration timeout) {
   s_->arm(timeout);
-  auto [ec, n] = co_await asio::async_write(s_->upstream->socket, bufs, use_nothrow);
+  auto& up = *s_->upstream;
+  auto [ec, n] = up.tls ? co_await up.tls->write(bufs)
+                        : co_await asio::async_write(up.socket, bufs, use_nothrow);
   (void)n;
   if (ec && s_->timed_out) ec = asio::error::timed_out;
   s_->disarm();
@@ -868,6 +874,7 @@ void session::release_upstream(bool reusable) {
     }
   }
   error_code ec;
+  up->tls.reset();
   up->socket.close(ec);
   up->in.consume(up->in.size());
   up->in.release();  // the block goes to the worker thread's cache, not to this idle session
@@ -878,6 +885,8 @@ void session::release_upstream(bool reusable) {
 awaitable<upstream_failure> session::connect_upstream(const routing::decision& d, bool& reused) {
   const auto& up = d.upstream;
   reused = false;
+  const bool https = up.scheme == "https";
+  upstream_scheme_ = https ? "https" : "http";
   std::string& key = upstream_key_;
   key.assign(up.host);
   if (!up.via_upstream_block) {
@@ -930,13 +939,16 @@ awaitable<upstream_failure> session::connect_upstream(const routing::decision& d
     // that peer is reused when one is still open and within its limits.
     if (g && g->keepalive > 0 && first) {
       pool_lookup_.assign(key).append(1, '|').append(peer.text);  // reuses its capacity
+      if (https) pool_lookup_ += "|tls";
       auto it = w_.idle_upstreams.find(pool_lookup_);
       while (it != w_.idle_upstreams.end() && !it->second.empty()) {
         auto conn = std::move(it->second.back());
         it->second.pop_back();
         char probe;
         const ssize_t r = ::recv(conn->socket.native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
-        const bool alive = r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+        // (Over TLS, anything OpenSSL holds unread is as unexpected as bytes on the socket.)
+        const bool alive = r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
+                           (!conn->tls || !conn->tls->buffered());
         if (alive && clock::now() - conn->idle_since < g->keepalive_timeout) {
           s_->upstream = std::move(conn);
           reused = true;
@@ -968,7 +980,10 @@ awaitable<upstream_failure> session::connect_upstream(const routing::decision& d
     if (ec) continue;
     ++w_.connections;
     conn->peer.assign(peer.text);
-    if (g) conn->pool_key.assign(key).append(1, '|').append(peer.text);
+    if (g) {
+      conn->pool_key.assign(key).append(1, '|').append(peer.text);
+      if (https) conn->pool_key += "|tls";
+    }
     s_->upstream = std::move(conn);
     s_->arm(d.limits.connect);
     auto [cec] = co_await s_->upstream->socket.async_connect(ep, use_nothrow);
@@ -976,10 +991,12 @@ awaitable<upstream_failure> session::connect_upstream(const routing::decision& d
     s_->disarm();
     if (!cec) {
       s_->upstream->socket.set_option(tcp::no_delay(true), ec);
-      if (chosen) g->report(chosen, false, clock::now());
-      co_return upstream_failure::none;
-    }
-    if (timed_out) {
+      last = https ? co_await upstream_handshake(d) : upstream_failure::none;
+      if (last == upstream_failure::none) {
+        if (chosen) g->report(chosen, false, clock::now());
+        co_return upstream_failure::none;
+      }
+    } else if (timed_out) {
       log(log_level::error,
           "upstream timed out (110: Connection timed out) while connecting to upstream" +
               error_context());
@@ -995,6 +1012,71 @@ awaitable<upstream_failure> session::connect_upstream(const routing::decision& d
           "upstream server temporarily disabled while connecting to upstream" + error_context());
   }
   co_return last;
+}
+
+// TLS with an https upstream, on the connection just made (ngx_http_upstream_ssl_init_connection):
+// SNI when proxy_ssl_server_name is on (never an IP address), the session kept from the last
+// connection to this peer, and with proxy_ssl_verify the chain and the name checked after the
+// handshake, so that the error log says which failed.
+awaitable<upstream_failure> session::upstream_handshake(const routing::decision& d) {
+  auto& up = *s_->upstream;
+  const auto& set = settings();
+  const tls::context* ctx = rt_->upstream_tls_for(&set);
+  SSL* ssl = ctx ? SSL_new(ctx->get()) : nullptr;
+  if (!ssl) {
+    log(log_level::alert, "no TLS context for an https upstream" + tls::take_errors() +
+                              " while SSL handshaking to upstream" + error_context());
+    co_return upstream_failure::error;
+  }
+  SSL_set_connect_state(ssl);
+  const std::string& name = d.upstream.ssl_name;
+  if (set.proxy_ssl_server_name.value_or(false) && !name.empty() && name.front() != '[' &&
+      !is_numeric_host(name))
+    SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+             const_cast<char*>(name.c_str()));
+  up.tls.reset(new tls_connection(up.socket, ssl));
+  if (set.proxy_ssl_session_reuse.value_or(true)) {
+    up.tls_session.store = &w_.tls_sessions;
+    up.tls_session.key.assign(std::to_string(reinterpret_cast<uintptr_t>(ctx->get())))
+        .append(1, '|')
+        .append(up.peer);
+    auto it = w_.tls_sessions.find(up.tls_session.key);
+    if (it != w_.tls_sessions.end())
+      SSL_set_session(ssl, static_cast<SSL_SESSION*>(it->second.get()));
+    SSL_set_app_data(ssl, &up.tls_session);
+  }
+  s_->arm(d.limits.connect);
+  const error_code ec = co_await up.tls->handshake();
+  const bool timed_out = s_->timed_out;
+  s_->disarm();
+  if (ec) {
+    if (timed_out)
+      log(log_level::error,
+          "upstream timed out (110: Connection timed out) while SSL handshaking to upstream" +
+              error_context());
+    else
+      log(log_level::error, "SSL_do_handshake() failed (SSL: " + ec.message() +
+                                ") while SSL handshaking to upstream" + error_context());
+    co_return timed_out ? upstream_failure::timeout : upstream_failure::error;
+  }
+  if (set.proxy_ssl_verify.value_or(false)) {
+    const long rc = SSL_get_verify_result(ssl);
+    if (rc != X509_V_OK) {
+      log(log_level::error, "upstream SSL certificate verify error: (" + std::to_string(rc) + ":" +
+                                X509_verify_cert_error_string(rc) +
+                                ") while SSL handshaking to upstream" + error_context());
+      co_return upstream_failure::error;
+    }
+    X509* cert = SSL_get1_peer_certificate(ssl);
+    const bool match = cert && X509_check_host(cert, name.data(), name.size(), 0, nullptr) == 1;
+    X509_free(cert);
+    if (!match) {
+      log(log_level::error, "upstream SSL certificate does not match \"" + name +
+                                "\" while SSL handshaking to upstream" + error_context());
+      co_return upstream_failure::error;
+    }
+  }
+  co_return upstream_failure::none;
 }
 
 awaitable<upstream_failure> session::read_response_head(const routing::decision& d,
@@ -1027,7 +1109,8 @@ awaitable<upstream_failure> session::read_response_head(const routing::decision&
     }
     auto [p, n] = up.in.prepare(limit, limit + kBodyRead);
     s_->arm(d.limits.read);
-    auto [ec, got] = co_await up.socket.async_read_some(asio::buffer(p, n), use_nothrow);
+    auto [ec, got] = up.tls ? co_await up.tls->read_some(asio::buffer(p, n))
+                            : co_await up.socket.async_read_some(asio::buffer(p, n), use_nothrow);
     const bool timed_out = s_->timed_out;
     s_->disarm();
     if (ec) {
@@ -1051,10 +1134,9 @@ awaitable<upstream_failure> session::read_response_head(const routing::decision&
 
 awaitable<bool> session::proxy_request(routing::decision& d, int override_status) {
   const auto& up = d.upstream;
-  if (up.scheme == "https" || up.host.rfind("unix:", 0) == 0) {
+  if (up.host.rfind("unix:", 0) == 0) {
     log(log_level::error, "proxy_pass to " + up.scheme + "://" + up.host +
-                              " is not supported yet (plain http upstreams only)" +
-                              error_context());
+                              " is not supported yet (tcp upstreams only)" + error_context());
     co_return co_await respond_error(502);
   }
   const bool client_body = !body_done_ || spool_ready_;
@@ -1398,7 +1480,9 @@ awaitable<bool> session::proxy_request(routing::decision& d, int override_status
       if (upc.in.empty()) {
         auto [p, n] = upc.in.prepare(kBodyLimit, kBodyLimit);
         s_->arm(d.limits.read);
-        auto [ec, got] = co_await upc.socket.async_read_some(asio::buffer(p, n), use_nothrow);
+        auto [ec, got] = upc.tls
+                             ? co_await upc.tls->read_some(asio::buffer(p, n))
+                             : co_await upc.socket.async_read_some(asio::buffer(p, n), use_nothrow);
         const bool timed_out = s_->timed_out;
         s_->disarm();
         if (ec) {
@@ -1574,7 +1658,29 @@ awaitable<bool> session::relay_buffered(const routing::decision& d, const http::
     bool wait_upstream = false;
     if (upc && ahead_.room() > 0) {
       auto [p, n] = upc->in.prepare(std::min(kBodyLimit, ahead_.room()), kBodyLimit);
-      const ssize_t got = n ? ::recv(upc->socket.native_handle(), p, n, MSG_DONTWAIT) : -1;
+      ssize_t got = -1;
+      if (n && upc->tls) {
+        // OpenSSL's answers as recv() would give them.
+        size_t tgot = 0;
+        error_code tec;
+        switch (upc->tls->read_now(p, n, tgot, tec)) {
+          case tls_connection::step::done:
+            got = static_cast<ssize_t>(tgot);
+            break;
+          case tls_connection::step::eof:
+            got = 0;
+            break;
+          case tls_connection::step::want_read:
+          case tls_connection::step::want_write:
+            errno = EAGAIN;
+            break;
+          case tls_connection::step::failed:
+            errno = EPROTO;
+            break;
+        }
+      } else if (n) {
+        got = ::recv(upc->socket.native_handle(), p, n, MSG_DONTWAIT);
+      }
       if (got > 0) {
         upc->in.commit(static_cast<size_t>(got));
         last_upstream = clock::now();
@@ -1690,7 +1796,7 @@ awaitable<bool> session::tls_handshake() {
   }
   SSL_set_accept_state(ssl);
   SSL_set_app_data(ssl, static_cast<tls_server_picker*>(this));
-  s_->tls.reset(new tls_connection(std::move(s_->client), ssl));
+  s_->tls.reset(new tls_connection(s_->client, ssl));
   ERR_clear_error();
   const error_code ec = co_await s_->tls->handshake();
   SSL_set_app_data(ssl, nullptr);

@@ -18,13 +18,16 @@ constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr size_t kRecord = 16 * 1024;
 }  // namespace
 
-tls_connection::tls_connection(tcp::socket s, SSL* ssl) : socket_(std::move(s)), ssl_(ssl) {
+tls_connection::tls_connection(tcp::socket& s, SSL* ssl) : socket_(&s), ssl_(ssl) {
   error_code ec;
-  socket_.non_blocking(true, ec);
-  SSL_set_fd(ssl_, socket_.native_handle());
+  socket_->non_blocking(true, ec);
+  SSL_set_fd(ssl_, socket_->native_handle());
 }
 
 tls_connection::~tls_connection() {
+  // Marked as shut down (no I/O here: the socket may be closed already), so that OpenSSL keeps
+  // a clean connection's session resumable; one that failed is dropped, as it should be.
+  if (clean_) SSL_set_shutdown(ssl_, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
   SSL_free(ssl_);
 }
 
@@ -44,8 +47,10 @@ tls_connection::step tls_connection::classify(int rc, error_code& ec) {
         return step::eof;
       }
       ec = error_code(errno, boost::system::system_category());
+      clean_ = false;
       return step::failed;
     case SSL_ERROR_SSL: {
+      clean_ = false;
       const unsigned long e = ERR_get_error();
       // OpenSSL 3 reports a TCP end without close_notify as this SSL error.
       if (ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
@@ -62,7 +67,7 @@ tls_connection::step tls_connection::classify(int rc, error_code& ec) {
 }
 
 asio::awaitable<tls_connection::error_code> tls_connection::wait(step s) {
-  auto [ec] = co_await socket_.async_wait(
+  auto [ec] = co_await socket_->async_wait(
       s == step::want_write ? tcp::socket::wait_write : tcp::socket::wait_read, use_nothrow);
   co_return ec;
 }
@@ -79,7 +84,10 @@ asio::awaitable<tls_connection::error_code> tls_connection::handshake() {
     ERR_clear_error();
     errno = 0;
     const int rc = SSL_do_handshake(ssl_);
-    if (rc == 1) co_return error_code{};
+    if (rc == 1) {
+      clean_ = true;
+      co_return error_code{};
+    }
     error_code ec;
     const step s = classify(rc, ec);
     if (s != step::want_read && s != step::want_write) co_return ec ? ec : asio::error::eof;

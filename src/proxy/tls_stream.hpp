@@ -1,4 +1,5 @@
-// A client connection that speaks TLS: OpenSSL reading and writing the socket itself (SSL_set_fd)
+// A connection that speaks TLS (a client's, or one to an https upstream): OpenSSL reading and
+// writing the socket itself (SSL_set_fd)
 // in non-blocking mode, Asio only waiting for readiness. No buffer sits between the two (Asio's
 // SSL stream keeps four 17 KiB ones per connection): with SSL_MODE_RELEASE_BUFFERS an idle
 // connection holds OpenSSL's state and nothing else, and every byte OpenSSL has read but not
@@ -20,13 +21,15 @@ namespace wsgate::proxy {
 class tls_connection {
  public:
   using error_code = boost::system::error_code;
-  // Takes `s` and `ssl` (which must not have a descriptor yet).
-  tls_connection(boost::asio::ip::tcp::socket s, SSL* ssl);
+  // Takes `ssl` (which must not have a descriptor yet) and drives it on `s`, which stays the
+  // caller's: where the socket object moves, attach() follows it (the descriptor is the same).
+  tls_connection(boost::asio::ip::tcp::socket& s, SSL* ssl);
   ~tls_connection();
   tls_connection(const tls_connection&) = delete;
   tls_connection& operator=(const tls_connection&) = delete;
 
-  boost::asio::ip::tcp::socket& socket() { return socket_; }
+  boost::asio::ip::tcp::socket& socket() { return *socket_; }
+  void attach(boost::asio::ip::tcp::socket& s) { socket_ = &s; }
   SSL* native() { return ssl_; }
   // Bytes OpenSSL read from the socket and has not handed out yet (decrypted or not).
   bool buffered() const { return SSL_has_pending(ssl_) == 1; }
@@ -49,9 +52,10 @@ class tls_connection {
   step classify(int rc, error_code& ec);
   boost::asio::awaitable<error_code> wait(step s);
 
-  boost::asio::ip::tcp::socket socket_;
+  boost::asio::ip::tcp::socket* socket_;
   SSL* ssl_;
   std::string gather_;  // small buffers joined for one SSL_write; empty between writes
+  bool clean_ = false;  // handshake done and no TLS error since
 };
 
 }  // namespace wsgate::proxy

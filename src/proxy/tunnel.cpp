@@ -85,7 +85,9 @@ constexpr uint16_t kMaxQueued = 16;
 struct tunnel final : tunnel_handle, ring_user, std::enable_shared_from_this<tunnel> {
   tunnel(worker_context& wc, tcp::socket c, std::unique_ptr<upstream_conn> u, tunnel_limits l,
          std::shared_ptr<relay_ring> r, std::string client_text, tls_connection_ptr tls_conn)
-      : w(wc), ring(std::move(r)), tls(std::move(tls_conn)), limits(l), timer(wc.io) {
+      : w(wc), ring(std::move(r)), limits(l), timer(wc.io) {
+    tls[0] = std::move(tls_conn);
+    tls[1] = std::move(u->tls);
     stats.started = std::chrono::system_clock::now();
     stats.client = client_text.empty() ? endpoint_text(c, true) : std::move(client_text);
     stats.upstream = u->peer.empty() ? endpoint_text(u->socket, true) : u->peer;
@@ -97,10 +99,11 @@ struct tunnel final : tunnel_handle, ring_user, std::enable_shared_from_this<tun
       fd[1] = u->socket.release(ec);
       ring->hold();
     } else {
-      fd[0] = tls ? tls->socket().native_handle() : c.native_handle();
+      fd[0] = c.native_handle();
       fd[1] = u->socket.native_handle();
       sockets = std::make_unique<asio_sockets>(asio_sockets{std::move(c), std::move(u)});
-      if (tls) tls_gate.emplace(wc.io);
+      if (tls[0]) tls[0]->attach(sockets->client);  // the socket object moved, not its fd
+      if (tls[0] || tls[1]) tls_gate.emplace(wc.io);
     }
     w.tunnels.add(this);
     // The request stays busy while the tunnel is open (nginx's "Writing").
@@ -136,12 +139,12 @@ struct tunnel final : tunnel_handle, ring_user, std::enable_shared_from_this<tun
   // after the worker's own reference to the ring is gone.
   std::shared_ptr<relay_ring> ring;
   std::unique_ptr<asio_sockets> sockets;  // the Asio relay's sockets
-  // A TLS client (the Asio relay, OpenSSL in between). OpenSSL takes one write at a time: a
-  // frame of wsgate's own toward the client is written by a coroutine of its own while the relay
-  // waits at `tls_gate`.
-  tls_connection_ptr tls;
+  // TLS on peer p (the Asio relay, OpenSSL in between). OpenSSL takes one write at a time: a
+  // frame of wsgate's own toward such a peer is written by a coroutine of its own while the
+  // relay waits at `tls_gate`.
+  tls_connection_ptr tls[2];
   std::optional<asio::steady_timer> tls_gate;
-  bool control_writing = false;
+  bool control_writing[2] = {false, false};
   int fd[2] = {-1, -1};  // client, upstream
   int inflight = 0;      // ring operations not completed yet
   lane lanes[2];
@@ -165,10 +168,7 @@ struct tunnel final : tunnel_handle, ring_user, std::enable_shared_from_this<tun
   const char* ended_by = nullptr;  // the peer that closed its side first
   bool closed = false;
 
-  tcp::socket& peer(int p) {
-    if (p == 1) return sockets->upstream->socket;
-    return tls ? tls->socket() : sockets->client;
-  }
+  tcp::socket& peer(int p) { return p == 0 ? sockets->client : sockets->upstream->socket; }
 
   void close_all(const char* reason) {
     if (closed) return;
@@ -478,14 +478,14 @@ struct tunnel final : tunnel_handle, ring_user, std::enable_shared_from_this<tun
     char buf[kMaxControlFrame];
     // Toward the upstream wsgate acts as a client, whose frames are masked.
     const size_t n = write_control_frame(buf, opcode, payload, d == 0 ? mask_key() : 0);
-    if (tls && d == 1) return inject_tls(std::string(buf, n));
+    if (tls[1 - d]) return inject_tls(1 - d, std::string(buf, n));
     const ssize_t sent = ::send(fd[1 - d], buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (sent == static_cast<ssize_t>(n)) return true;
     if (sent > 0) close_all("error");  // half a frame in the stream: nothing sane can follow
     return false;
   }
 
-  bool inject_tls(std::string frame);
+  bool inject_tls(int p, std::string frame);
 
   // A keepalive ping to peer p; it goes into direction 1 - p and its pong comes back in p.
   bool try_ping(int p) {
@@ -535,17 +535,17 @@ struct tunnel final : tunnel_handle, ring_user, std::enable_shared_from_this<tun
   }
 };
 
-bool tunnel::inject_tls(std::string frame) {
-  if (control_writing) return false;
-  control_writing = true;
+bool tunnel::inject_tls(int p, std::string frame) {
+  if (control_writing[p]) return false;
+  control_writing[p] = true;
   asio::co_spawn(
       w.io,
-      [t = shared_from_this(), frame = std::move(frame)]() -> asio::awaitable<void> {
-        auto [ec, n] = co_await t->tls->write(asio::buffer(frame));
+      [t = shared_from_this(), p, frame = std::move(frame)]() -> asio::awaitable<void> {
+        auto [ec, n] = co_await t->tls[p]->write(asio::buffer(frame));
         (void)n;
-        t->control_writing = false;
+        t->control_writing[p] = false;
         t->tls_gate->cancel();
-        if (ec) t->close_all("client error");
+        if (ec) t->close_all(p == 0 ? "client error" : "upstream error");
       },
       asio::detached);
   return true;
@@ -609,8 +609,8 @@ asio::awaitable<void> tunnel_watchdog(std::shared_ptr<tunnel> t) {
 asio::awaitable<void> relay(std::shared_ptr<tunnel> t, int dir, std::string pending) {
   tcp::socket& from = t->peer(dir);
   tcp::socket& to = t->peer(1 - dir);
-  tls_connection* const read_tls = dir == 0 ? t->tls.get() : nullptr;
-  tls_connection* const write_tls = dir == 1 ? t->tls.get() : nullptr;
+  tls_connection* const read_tls = t->tls[dir].get();
+  tls_connection* const write_tls = t->tls[1 - dir].get();
   const auto send_timeout = dir == 0 ? t->limits.upstream_send : t->limits.client_send;
   frame_tracker& frames = t->frames[dir];
   std::vector<asio::const_buffer> several;  // only when pongs were cut out of a chunk
@@ -635,7 +635,7 @@ asio::awaitable<void> relay(std::shared_ptr<tunnel> t, int dir, std::string pend
     t->write_deadline[dir] = clock::now() + send_timeout;
     if (t->timer.expiry() > t->write_deadline[dir]) t->timer.cancel();
     t->writing[dir] = true;
-    while (write_tls && t->control_writing && !t->closed) {
+    while (write_tls && t->control_writing[1 - dir] && !t->closed) {
       t->tls_gate->expires_at(clock::time_point::max());
       co_await t->tls_gate->async_wait(use_nothrow);
     }
@@ -757,8 +757,8 @@ void start_tunnel(worker_context& w, tcp::socket client, std::unique_ptr<upstrea
   std::string to_client(upstream->in.data());
   upstream->in.consume(upstream->in.size());
   upstream->in.release();
-  // io_uring moves plain bytes only: a TLS client's tunnel relays through Asio and OpenSSL.
-  auto ring = tls ? nullptr : worker_ring(w);
+  // io_uring moves plain bytes only: a tunnel with TLS on a side relays through Asio and OpenSSL.
+  auto ring = tls || upstream->tls ? nullptr : worker_ring(w);
   const bool use_ring = ring != nullptr;
   auto t = std::make_shared<tunnel>(w, std::move(client), std::move(upstream), limits,
                                     std::move(ring), std::move(client_text), std::move(tls));

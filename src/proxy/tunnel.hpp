@@ -16,13 +16,6 @@
 
 namespace wsgate::proxy {
 
-struct tls_connection;  // proxy/tls_stream.hpp
-// Frees a tls_connection where its type is complete, so this header needs no OpenSSL.
-struct tls_connection_deleter {
-  void operator()(tls_connection* c) const;
-};
-using tls_connection_ptr = std::unique_ptr<tls_connection, tls_connection_deleter>;
-
 struct tunnel_limits {
   config::duration idle;           // proxy_read_timeout: no byte either way for this long
   config::duration upstream_send;  // proxy_send_timeout: a write to the upstream stalls
@@ -35,8 +28,8 @@ struct tunnel_limits {
 
 // Takes both connections. `to_upstream` holds client bytes that arrived after the request
 // head; upstream->in holds upstream bytes that arrived after the 101 head. `client_text` is the
-// client's "address:port" ("" to ask the socket). A TLS client comes as `tls` (owning its
-// socket; `client` is then unused) and relays through Asio, as OpenSSL reads and writes it.
+// client's "address:port" ("" to ask the socket). A TLS client comes with `tls` (on `client`),
+// an https upstream with upstream->tls; either relays through Asio, OpenSSL reading and writing.
 void start_tunnel(worker_context& w, tcp::socket client, std::unique_ptr<upstream_conn> upstream,
                   std::string to_upstream, tunnel_limits limits, std::string client_text = {},
                   tls_connection_ptr tls = nullptr);

@@ -22,10 +22,28 @@ namespace wsgate::proxy {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
+struct tls_connection;  // proxy/tls_stream.hpp
+// Frees a tls_connection where its type is complete, so this header needs no OpenSSL.
+struct tls_connection_deleter {
+  void operator()(tls_connection* c) const;
+};
+using tls_connection_ptr = std::unique_ptr<tls_connection, tls_connection_deleter>;
+
+// TLS sessions with https upstreams, by context and peer, for resumption (type-erased
+// SSL_SESSION, freed by its deleter). Where a new session of a connection goes: OpenSSL hands it
+// over (a TLS 1.3 ticket arrives after the handshake) through the SSL's app data.
+using tls_session_store = std::unordered_map<std::string, std::shared_ptr<void>>;
+struct upstream_tls_session {
+  tls_session_store* store = nullptr;
+  std::string key;
+};
+
 // An upstream connection, kept between requests when its upstream{} allows keepalive.
 struct upstream_conn {
   explicit upstream_conn(asio::io_context& io) : socket(io) {}
   tcp::socket socket;
+  tls_connection_ptr tls;  // an https upstream: TLS on `socket`
+  upstream_tls_session tls_session;
   http::flat_buffer in;
   std::string pool_key;  // group name + peer; empty: never pooled
   std::string peer;      // "127.0.0.1:8000", for logs
@@ -94,6 +112,7 @@ struct worker_context {
   buffer_pool buffers;
   std::unordered_map<std::string, std::vector<std::unique_ptr<upstream_conn>>> idle_upstreams;
   std::unordered_set<tcp::socket*> idle_clients;  // keep-alive connections waiting for a request
+  tls_session_store tls_sessions;                 // https upstreams' sessions to resume
   tunnel_registry tunnels;                        // open upgrade tunnels and their accounting
   // The tunnels' io_uring relay (proxy/relay_ring.hpp), made with the worker's first tunnel;
   // type-erased to keep io_uring out of this header. Tunnels share it: it goes with the last.

@@ -449,6 +449,15 @@ void build_upstream(decision& d, const config::location& loc, const request_info
     if (pp.uri) uri_part = *pp.uri;
   }
 
+  // https: the name sent as SNI and verified (ngx_http_upstream_ssl_name: the port is dropped).
+  up.ssl_name.clear();
+  if (up.scheme == "https" && loc.settings.proxy_ssl_name) {
+    evaluate_into(*loc.settings.proxy_ssl_name, ctx, up.ssl_name);
+    std::string_view n = up.ssl_name;
+    size_t colon = n.starts_with('[') ? n.find("]:") : n.find(':');
+    if (colon != std::string_view::npos) up.ssl_name.resize(colon + (n.starts_with('[') ? 1 : 0));
+  }
+
   // The URI (ngx_http_proxy_create_request).
   if (variable_url && has_uri_part && !uri_part.empty()) {
     up.uri.assign(uri_part);  // used as is; the request's arguments are not added

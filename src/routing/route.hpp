@@ -61,6 +61,8 @@ struct upstream_request {
   int pending_content_length_at = -1;
   // upstream{} with `hash KEY`: the key evaluated for this request.
   std::string balance_key;
+  // https: proxy_ssl_name evaluated ($proxy_host by default), without a port.
+  std::string ssl_name;
 };
 
 // What the data path must do with the request.

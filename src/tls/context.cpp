@@ -93,6 +93,49 @@ context make_server_context(const config::server& srv, std::string& error) {
   return ctx;
 }
 
+context make_client_context(const config::location_settings& s, std::string& error) {
+  ERR_clear_error();
+  context ctx(SSL_CTX_new(TLS_client_method()), ctx_deleter{});
+  if (!ctx) {
+    error = "SSL_CTX_new() failed" + take_errors();
+    return nullptr;
+  }
+  SSL_CTX* c = ctx.get();
+  set_versions(c, s.proxy_ssl_protocols.value_or(std::vector<std::string>{"TLSv1.2", "TLSv1.3"}));
+  SSL_CTX_set_options(c, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  SSL_CTX_set_read_ahead(c, 1);
+  // Sessions are kept by wsgate per upstream address (proxy_ssl_session_reuse), not by OpenSSL.
+  SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
+  const std::string ciphers = s.proxy_ssl_ciphers.value_or("DEFAULT");
+  if (SSL_CTX_set_cipher_list(c, ciphers.c_str()) != 1) {
+    error = "SSL_CTX_set_cipher_list(\"" + ciphers + "\") failed" + take_errors() +
+            "; write an OpenSSL cipher list such as `proxy_ssl_ciphers DEFAULT;`";
+    return nullptr;
+  }
+  const std::string trusted = s.proxy_ssl_trusted_certificate.value_or("");
+  const std::string at =
+      s.proxy_ssl_trusted_certificate_where ? where(*s.proxy_ssl_trusted_certificate_where) : "";
+  if (s.proxy_ssl_verify.value_or(false)) {
+    if (trusted.empty()) {
+      error =
+          "no proxy_ssl_trusted_certificate for proxy_ssl_verify; name the CA certificates "
+          "that sign the upstream's (`proxy_ssl_trusted_certificate /etc/ssl/certs/"
+          "ca-certificates.crt;`) or turn proxy_ssl_verify off";
+      return nullptr;
+    }
+    // Every certificate passes here; the result is read after the handshake.
+    SSL_CTX_set_verify(c, SSL_VERIFY_PEER, [](int, X509_STORE_CTX*) { return 1; });
+    SSL_CTX_set_verify_depth(c, s.proxy_ssl_verify_depth.value_or(1));
+  }
+  if (!trusted.empty() && SSL_CTX_load_verify_locations(c, trusted.c_str(), nullptr) != 1) {
+    error = "SSL_CTX_load_verify_locations(\"" + trusted + "\") failed" + take_errors() + at +
+            "; check the path and that the file holds PEM CA certificates";
+    return nullptr;
+  }
+  return ctx;
+}
+
 std::string protocol_name(const SSL* ssl) {
   return ssl ? SSL_get_version(ssl) : "";
 }

@@ -21,6 +21,12 @@ using context = std::shared_ptr<SSL_CTX>;
 // null with `error` set when a file cannot be loaded or the key does not match.
 context make_server_context(const config::server& srv, std::string& error);
 
+// The context for https upstreams of a location (proxy_ssl_protocols, proxy_ssl_ciphers,
+// proxy_ssl_verify with proxy_ssl_trusted_certificate and proxy_ssl_verify_depth). The chain is
+// checked during the handshake but the verdict is read after it (nginx's way: the error log then
+// says why); null with `error` set on a bad file or list.
+context make_client_context(const config::location_settings& s, std::string& error);
+
 // OpenSSL's queued errors as nginx prints them: " (SSL: error:...:reason error:...)", or "".
 std::string take_errors();
 
