@@ -138,6 +138,7 @@ void merge_server(server& srv, const server& http_level) {
   if (srv.ssl.certificate.empty()) {
     srv.ssl.certificate = outer.certificate;
     srv.ssl.where = outer.where;
+    srv.ssl.inherited = true;
   }
   if (srv.ssl.certificate_key.empty()) srv.ssl.certificate_key = outer.certificate_key;
   if (srv.ssl.protocols.empty()) srv.ssl.protocols = outer.protocols;

@@ -220,6 +220,7 @@ struct ssl_settings {
   std::string ciphers;                        // "HIGH:!aNULL:!MD5"
   std::optional<bool> prefer_server_ciphers;  // off
   source_loc where;                           // the ssl_certificate line, for load errors
+  bool inherited = false;                     // the certificate comes from http{}
 };
 
 struct server {

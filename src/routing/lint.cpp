@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "common/ip.hpp"
 #include "routing/detail.hpp"
 #include "routing/match.hpp"
 #include "routing/variables.hpp"
@@ -329,8 +330,69 @@ bool ws_location(const config::location& loc) {
   return read_timeout(loc) > std::chrono::minutes(5);
 }
 
+// TLS: a certificate with no `ssl` on any listen of its server (wss:// clients then fail with
+// "wrong version number"), port 443 served in plain text, a plain listen that turns TLS because
+// another on its address says ssl, and proxy_ssl_verify checking an IP address as a name.
+void lint_tls(const config::snapshot& config, std::vector<warning>& out) {
+  const auto& servers = config.http->servers;
+  auto wild = [](const std::string& a) { return a.empty() || a == "*"; };
+  auto port_is_ssl = [&](const config::listen_setting& l) {
+    for (const auto& other : servers)
+      for (const auto& o : other->listens)
+        if (o.ssl && o.port == l.port && o.ipv6 == l.ipv6 &&
+            (o.addr == l.addr || (wild(o.addr) && wild(l.addr))))
+          return true;
+    return false;
+  };
+  for (const auto& srv : servers) {
+    bool any_ssl = false;
+    for (const auto& l : srv->listens) any_ssl = any_ssl || port_is_ssl(l);
+    if (!any_ssl && !srv->ssl.certificate.empty() && !srv->ssl.inherited && !srv->listens.empty())
+      out.push_back({"ssl-certificate-without-ssl",
+                     "this server has ssl_certificate but no `listen ... ssl`: it answers TLS "
+                     "clients in plain text (browsers fail, wss:// gives \"wrong version "
+                     "number\")",
+                     "add ssl to the listen line, e.g. `listen 443 ssl;`", srv->ssl.where});
+    for (const auto& l : srv->listens) {
+      if (l.ssl) continue;
+      if (port_is_ssl(l)) {
+        out.push_back({"ssl-listen-shared",
+                       "listen " + l.addr + ":" + std::to_string(l.port) +
+                           " has no ssl, but another listen on that address does: this server "
+                           "speaks TLS there too (nginx applies ssl to the address)",
+                       "write `ssl` on this listen too, to say so", l.where});
+      } else if (l.port == 443 && !any_ssl) {
+        out.push_back({"ssl-port-plain",
+                       "listen on port 443 without ssl: https:// and wss:// clients get plain "
+                       "text",
+                       "write `listen 443 ssl;` with ssl_certificate and ssl_certificate_key",
+                       l.where});
+      }
+    }
+    detail::for_each_location(srv->root_location, [&](const config::location& loc) {
+      const auto& pp = loc.proxy_pass;
+      const auto& set = loc.settings;
+      if (!pp || pp->scheme != "https" || !set.proxy_ssl_verify.value_or(false)) return;
+      const bool default_name = !set.proxy_ssl_name || set.proxy_ssl_name->raw == "$proxy_host";
+      unsigned char bytes[16];
+      std::string host = pp->host;
+      if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+      if (default_name && !pp->url.has_variables() && ip::parse(host, bytes) != 0)
+        out.push_back({"proxy-ssl-verify-ip",
+                       "proxy_ssl_verify checks the upstream certificate's name against \"" +
+                           pp->host +
+                           "\", an IP address: unless the certificate lists that text as a DNS "
+                           "name, every request gets 502",
+                       "proxy_ssl_name NAME-IN-THE-CERTIFICATE; (and proxy_ssl_server_name on; "
+                       "if the upstream serves several names)",
+                       pp->where});
+    });
+  }
+}
+
 bool is_notice(const warning& w) {
-  return w.id == "connection-upgrade-dropped" || w.id == "proxy-pass-uri-redundant";
+  return w.id == "connection-upgrade-dropped" || w.id == "proxy-pass-uri-redundant" ||
+         w.id == "ssl-listen-shared";
 }
 
 std::vector<warning> lint_location(const config::snapshot& config, const config::server& server,
@@ -352,6 +414,7 @@ std::vector<warning> lint(const config::snapshot& config) {
     });
   }
   lint_variables(config, out);
+  lint_tls(config, out);
   auto file_index = [&](const std::string& f) {
     for (size_t i = 0; i < config.files.size(); ++i)
       if (config.files[i].first == f) return i;

@@ -186,5 +186,58 @@ TEST(Lint, WsHeuristic) {
   EXPECT_FALSE(ws_location(*locs[4]));
 }
 
+TEST(Lint, TlsPitfalls) {
+  // A certificate in a server with no ssl listen: TLS clients get plain text.
+  auto w = lint(*test::load(R"(events {} http {
+    server { listen 127.0.0.1:443; server_name a; ssl_certificate a.pem; ssl_certificate_key a.key;
+             location / { return 200; } } })"));
+  const warning* f = find(w, "ssl-certificate-without-ssl");
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->where.line, 2);
+  EXPECT_NE(f->fix.find("listen 443 ssl;"), std::string::npos);
+  EXPECT_TRUE(find(w, "ssl-port-plain"));  // and 443 without ssl
+  // The same with ssl: quiet.
+  w = lint(*test::load(R"(events {} http {
+    server { listen 127.0.0.1:443 ssl; ssl_certificate a.pem; ssl_certificate_key a.key; } })"));
+  EXPECT_FALSE(find(w, "ssl-certificate-without-ssl"));
+  EXPECT_FALSE(find(w, "ssl-port-plain"));
+  // A certificate from http{} in a plain server is not this server's mistake.
+  w = lint(*test::load(R"(events {} http { ssl_certificate a.pem; ssl_certificate_key a.key;
+    server { listen 127.0.0.1:443 ssl; server_name tls; }
+    server { listen 127.0.0.1:8080; server_name plain; } })"));
+  EXPECT_FALSE(find(w, "ssl-certificate-without-ssl"));
+  // A plain listen sharing an ssl address: a notice that it speaks TLS too.
+  w = lint(*test::load(R"(events {} http {
+    server { listen 127.0.0.1:8443 ssl; server_name a; ssl_certificate a.pem; ssl_certificate_key a.key; }
+    server { listen 127.0.0.1:8443; server_name b; ssl_certificate b.pem; ssl_certificate_key b.key; }
+    server { listen 127.0.0.2:8443; server_name c; } })"));
+  f = find(w, "ssl-listen-shared");
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->where.line, 3);
+  EXPECT_TRUE(is_notice(*f));
+  EXPECT_FALSE(find(w, "ssl-certificate-without-ssl"));  // b speaks TLS through the shared port
+  int shared = 0;
+  for (const auto& x : w) shared += x.id == "ssl-listen-shared";
+  EXPECT_EQ(shared, 1);  // 127.0.0.2 is another address
+}
+
+TEST(Lint, ProxySslVerifyAgainstAnIp) {
+  auto w = lint_of(R"(location / { proxy_pass https://10.0.0.5:8443;
+      proxy_ssl_verify on; proxy_ssl_trusted_certificate ca.pem; })");
+  const warning* f = find(w, "proxy-ssl-verify-ip");
+  ASSERT_TRUE(f);
+  EXPECT_NE(f->text.find("10.0.0.5"), std::string::npos);
+  EXPECT_NE(f->fix.find("proxy_ssl_name"), std::string::npos);
+  // A name to check: quiet; a host name in proxy_pass: quiet; no verification: quiet.
+  EXPECT_FALSE(find(lint_of(R"(location / { proxy_pass https://10.0.0.5:8443; proxy_ssl_verify on;
+      proxy_ssl_trusted_certificate ca.pem; proxy_ssl_name api.example.com; })"),
+                    "proxy-ssl-verify-ip"));
+  EXPECT_FALSE(find(lint_of(R"(location / { proxy_pass https://api.example.com;
+      proxy_ssl_verify on; proxy_ssl_trusted_certificate ca.pem; })"),
+                    "proxy-ssl-verify-ip"));
+  EXPECT_FALSE(
+      find(lint_of("location / { proxy_pass https://10.0.0.5:8443; }"), "proxy-ssl-verify-ip"));
+}
+
 }  // namespace
 }  // namespace wsgate::routing
