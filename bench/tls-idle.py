@@ -1,13 +1,20 @@
 #!/usr/bin/env python3
-"""Memory per idle WebSocket over TLS (wss), nginx against wsgate in the same run.
+"""Memory per idle WebSocket over TLS (wss), and CPU per relayed wss message, nginx against
+wsgate in the same run.
 
-   bench/tls-idle.py [-n N] [--proxies "nginx wsgate"]
+   bench/tls-idle.py [-n N] [--proxies "nginx wsgate"] [--relay SECONDS] [-c CONNS]
 
 Each proxy terminates TLS (a throwaway certificate) in front of wsgate-echo; N wss clients
 connect, finish the WebSocket handshake and stay idle; the proxy's RSS (master + worker) is read
 before and while they are held. Prints bytes per connection for each proxy and the ratio.
-Binaries come from $WSGATE_BUILD_DIR (default build/). Stops by itself: N connections, held 1 s.
+With --relay, then CONNS clients (asyncio, one 64-byte message in flight each) exchange messages
+for SECONDS and the proxy's CPU time (utime + stime) per round trip is printed: the client, in
+Python, is the bottleneck, so both proxies see about the same load and the CPU each spends on it
+compares their cost per message (TLS both ways to the client, plain to the upstream).
+Binaries come from $WSGATE_BUILD_DIR (default build/). Stops by itself: N connections, held 1 s,
+then the relay for SECONDS.
 """
+import asyncio
 import argparse
 import base64
 import os
@@ -110,10 +117,56 @@ def hold(port, n):
     return socks
 
 
+def cpu_ticks(pid):
+    pids = [pid] + [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
+                                                     text=True).stdout.split()]
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except FileNotFoundError:
+            pass
+    return total
+
+
+async def relay(port, conns, seconds):
+    """Round trips completed by `conns` wss clients in `seconds`, one 64-byte message each."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    payload = b"x" * 64
+    mask = b"\x01\x02\x03\x04"
+    frame = bytes([0x82, 0x80 | 64]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    done = 0
+    stop = time.monotonic() + seconds
+
+    async def one():
+        nonlocal done
+        r, w = await asyncio.open_connection("127.0.0.1", port, ssl=ctx,
+                                             server_hostname="bench.test")
+        key = base64.b64encode(os.urandom(16)).decode()
+        w.write((f"GET /ws HTTP/1.1\r\nHost: bench.test\r\nUpgrade: websocket\r\n"
+                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                 f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        await r.readuntil(b"\r\n\r\n")
+        while time.monotonic() < stop:
+            w.write(frame)
+            await r.readexactly(2 + 64)
+            done += 1
+        w.close()
+
+    await asyncio.gather(*(one() for _ in range(conns)))
+    return done
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=2000)
     ap.add_argument("--proxies", default="nginx wsgate")
+    ap.add_argument("--relay", type=float, default=0)
+    ap.add_argument("-c", type=int, default=20)
     a = ap.parse_args()
     d = tempfile.mkdtemp(prefix="wsgate-tls-idle-")
     procs = []
@@ -131,6 +184,7 @@ def main():
         if not wait_port(echo_port, echo):
             sys.exit("tls-idle: wsgate-echo did not start")
         results = {}
+        cpu = {}
         for name in a.proxies.split():
             pd = os.path.join(d, name)
             os.makedirs(pd)
@@ -159,10 +213,21 @@ def main():
             results[name] = per
             print(f"{name:8} RSS {before:,} kB -> {during:,} kB with {a.n:,} idle wss: "
                   f"{per:,.0f} B per connection")
+            if a.relay > 0:
+                time.sleep(0.5)
+                t0 = cpu_ticks(p.pid)
+                n = asyncio.run(relay(port, a.c, a.relay))
+                ticks = cpu_ticks(p.pid) - t0
+                us = ticks / os.sysconf("SC_CLK_TCK") * 1e6 / n if n else 0
+                cpu[name] = us
+                print(f"{name:8} relay: {n / a.relay:,.0f} round trips/s over {a.c} wss clients, "
+                      f"proxy CPU {us:.1f} us per round trip")
             p.terminate()
             p.wait(10)
         if "nginx" in results and "wsgate" in results and results["nginx"] > 0:
-            print(f"wsgate/nginx: {results['wsgate'] / results['nginx']:.2f}x")
+            print(f"wsgate/nginx: {results['wsgate'] / results['nginx']:.2f}x (memory per idle wss)")
+        if cpu.get("nginx") and cpu.get("wsgate"):
+            print(f"wsgate/nginx: {cpu['wsgate'] / cpu['nginx']:.2f}x (CPU per wss round trip)")
     finally:
         for p in procs:
             if p.poll() is None:

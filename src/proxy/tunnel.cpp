@@ -1,12 +1,15 @@
 #include "proxy/tunnel.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -84,8 +87,9 @@ constexpr uint16_t kMaxQueued = 16;
 // and (Asio only) two relay coroutine frames.
 struct tunnel final : tunnel_handle, ring_user, std::enable_shared_from_this<tunnel> {
   tunnel(worker_context& wc, tcp::socket c, std::unique_ptr<upstream_conn> u, tunnel_limits l,
-         std::shared_ptr<relay_ring> r, std::string client_text, tls_connection_ptr tls_conn)
-      : w(wc), ring(std::move(r)), limits(l), timer(wc.io) {
+         std::shared_ptr<relay_ring> r, std::string client_text, tls_connection_ptr tls_conn,
+         std::shared_ptr<relay_ring> poll_ring)
+      : w(wc), ring(std::move(r)), poller(std::move(poll_ring)), limits(l), timer(wc.io) {
     tls[0] = std::move(tls_conn);
     tls[1] = std::move(u->tls);
     stats.started = std::chrono::system_clock::now();
@@ -104,6 +108,11 @@ struct tunnel final : tunnel_handle, ring_user, std::enable_shared_from_this<tun
       sockets = std::make_unique<asio_sockets>(asio_sockets{std::move(c), std::move(u)});
       if (tls[0]) tls[0]->attach(sockets->client);  // the socket object moved, not its fd
       if (tls[0] || tls[1]) tls_gate.emplace(wc.io);
+      if (poller) {
+        poller->hold();
+        arm_poll(0);
+        arm_poll(1);
+      }
     }
     w.tunnels.add(this);
     // The request stays busy while the tunnel is open (nginx's "Writing").
@@ -125,6 +134,7 @@ struct tunnel final : tunnel_handle, ring_user, std::enable_shared_from_this<tun
       }
       ring->unhold();
     }
+    if (poller) poller->unhold();
   }
 
   struct asio_sockets {
@@ -139,6 +149,12 @@ struct tunnel final : tunnel_handle, ring_user, std::enable_shared_from_this<tun
   // after the worker's own reference to the ring is gone.
   std::shared_ptr<relay_ring> ring;
   std::unique_ptr<asio_sockets> sockets;  // the Asio relay's sockets
+  // The Asio relay learns readability from the ring where there is one (multishot poll: no
+  // epoll re-arm per message, as Asio's async_wait costs); null: from Asio.
+  std::shared_ptr<relay_ring> poller;
+  bool readable[2] = {false, false};  // a poll said so since the last read of peer p
+  bool poll_on[2] = {false, false};
+  std::optional<asio::any_completion_handler<void(error_code)>> waiter[2];
   // TLS on peer p (the Asio relay, OpenSSL in between). OpenSSL takes one write at a time: a
   // frame of wsgate's own toward such a peer is written by a coroutine of its own while the
   // relay waits at `tls_gate`.
@@ -185,6 +201,15 @@ struct tunnel final : tunnel_handle, ring_user, std::enable_shared_from_this<tun
         if (lanes[d].recv_on || lanes[1 - d].cur.size > 0) ::shutdown(fd[d], SHUT_RDWR);
       for (auto& l : lanes) drop_queue(l);  // what waited for a write will not be written
     } else {
+      if (poller)
+        for (int p = 0; p < 2; ++p) {
+          if (poll_on[p]) {
+            io_uring_sqe* s = poller->sqe(nullptr, 0);
+            io_uring_prep_poll_remove(s, reinterpret_cast<uint64_t>(static_cast<ring_user*>(this)) |
+                                             (4 + static_cast<unsigned>(p)));
+          }
+          wake(p, asio::error::operation_aborted);
+        }
       peer(0).close(ec);
       peer(1).close(ec);
       if (tls_gate) tls_gate->cancel();
@@ -417,9 +442,50 @@ struct tunnel final : tunnel_handle, ring_user, std::enable_shared_from_this<tun
       if (!l.recv_on) arm_recv(d);  // else: re-armed when the cancelled receive reports
     }
   }
+  // --- readiness through the ring (tags 4 + p: multishot poll of peer p) ----------------------
+  void arm_poll(int p) {
+    io_uring_sqe* s = poller->sqe(this, 4 + static_cast<unsigned>(p));
+    io_uring_prep_poll_multishot(s, fd[p], POLLIN | POLLRDHUP);
+    poll_on[p] = true;
+    ++inflight;
+  }
+  void on_poll(int p, int res, unsigned flags) {
+    if (!(flags & IORING_CQE_F_MORE)) {
+      poll_on[p] = false;
+      --inflight;
+    }
+    if (closed) return;
+    readable[p] = true;  // events, or an error the next read reports
+    if (!poll_on[p] && res != -ECANCELED) arm_poll(p);
+    wake(p, {});
+  }
+  void wake(int p, error_code ec) {
+    if (!waiter[p]) return;
+    auto h = std::move(*waiter[p]);
+    waiter[p].reset();
+    std::move(h)(ec);
+  }
+  // Completes once peer p is readable (at once if a poll said so since the last read).
+  template <class Token>
+  auto async_readable(int p, Token&& token) {
+    return asio::async_initiate<Token, void(error_code)>(
+        [this, p](auto handler) {
+          if (readable[p] || closed) {
+            asio::post(w.io, [h = std::move(handler),
+                              ec = closed ? error_code(asio::error::operation_aborted)
+                                          : error_code{}]() mutable { std::move(h)(ec); });
+            return;
+          }
+          waiter[p].emplace(std::move(handler));
+        },
+        token);
+  }
+
   void on_completion(unsigned tag, int res, unsigned flags) override {
     const int d = static_cast<int>(tag & 1);
-    if (tag < 2)
+    if (tag >= 4)
+      on_poll(d, res, flags);
+    else if (tag < 2)
       on_recv(d, res, flags);
     else
       on_send(d, res);
@@ -675,8 +741,10 @@ asio::awaitable<void> relay(std::shared_ptr<tunnel> t, int dir, std::string pend
   for (;;) {
     // Bytes OpenSSL already holds do not make the socket readable: no wait for those.
     if (!read_tls || !read_tls->buffered()) {
-      auto [wec] = co_await from.async_wait(tcp::socket::wait_read, use_nothrow);
+      auto [wec] = t->poller ? co_await t->async_readable(dir, use_nothrow)
+                             : co_await from.async_wait(tcp::socket::wait_read, use_nothrow);
       if (wec || t->closed) break;
+      t->readable[dir] = false;  // what is there is read now; a new arrival polls again
     }
     auto buf = t->w.buffers.take();
     bool end = false, failed = false;
@@ -705,8 +773,9 @@ asio::awaitable<void> relay(std::shared_ptr<tunnel> t, int dir, std::string pend
         failed = true;
         break;
       }
-      // Most likely drained: wait again without a buffer. (OpenSSL hands out one record per
-      // read: it is asked until it has nothing.)
+      // Most likely drained: wait again without a buffer. (OpenSSL hands out a record per read
+      // and reads the socket a bounded amount at a time: it is asked until the socket is
+      // empty, as a poll only reports new arrivals.)
       if (!read_tls && n < buffer_pool::kSize) break;
     }
     t->w.buffers.give(std::move(buf));
@@ -758,10 +827,14 @@ void start_tunnel(worker_context& w, tcp::socket client, std::unique_ptr<upstrea
   upstream->in.consume(upstream->in.size());
   upstream->in.release();
   // io_uring moves plain bytes only: a tunnel with TLS on a side relays through Asio and OpenSSL.
-  auto ring = tls || upstream->tls ? nullptr : worker_ring(w);
+  const bool tls_side = tls || upstream->tls;
+  auto ring = worker_ring(w);
+  std::shared_ptr<relay_ring> poller;
+  if (tls_side) poller = std::move(ring);  // the ring only tells readiness; OpenSSL moves bytes
   const bool use_ring = ring != nullptr;
-  auto t = std::make_shared<tunnel>(w, std::move(client), std::move(upstream), limits,
-                                    std::move(ring), std::move(client_text), std::move(tls));
+  auto t =
+      std::make_shared<tunnel>(w, std::move(client), std::move(upstream), limits, std::move(ring),
+                               std::move(client_text), std::move(tls), std::move(poller));
   asio::co_spawn(w.io, tunnel_watchdog(t), asio::detached);
   if (use_ring) {
     t->start_ring(std::move(to_upstream), std::move(to_client));
