@@ -79,6 +79,14 @@ tls_connection::step tls_connection::read_now(void* p, size_t n, size_t& got, er
   return rc == 1 ? step::done : classify(rc, ec);
 }
 
+tls_connection::step tls_connection::write_now(const void* p, size_t n, error_code& ec) {
+  ERR_clear_error();
+  errno = 0;
+  size_t wrote = 0;
+  const int rc = SSL_write_ex(ssl_, p, n, &wrote);
+  return rc == 1 ? step::done : classify(rc, ec);
+}
+
 asio::awaitable<tls_connection::error_code> tls_connection::handshake() {
   for (;;) {
     ERR_clear_error();

@@ -38,6 +38,9 @@ class tls_connection {
   enum class step { done, want_read, want_write, eof, failed };
   // SSL_read once: `got` bytes on done; on failed, `ec` says why.
   step read_now(void* p, size_t n, size_t& got, error_code& ec);
+  // SSL_write once, all of it or nothing (done, or want_*: then write() must carry on with the
+  // same bytes, as OpenSSL requires).
+  step write_now(const void* p, size_t n, error_code& ec);
 
   boost::asio::awaitable<error_code> handshake();
   // Some bytes (waiting for them); eof when the peer closed (with or without close_notify:

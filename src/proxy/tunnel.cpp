@@ -106,6 +106,9 @@ struct tunnel final : tunnel_handle, ring_user, std::enable_shared_from_this<tun
       fd[0] = c.native_handle();
       fd[1] = u->socket.native_handle();
       sockets = std::make_unique<asio_sockets>(asio_sockets{std::move(c), std::move(u)});
+      error_code ec;  // writes are tried at once (the relay's fast path): never blocking
+      sockets->client.non_blocking(true, ec);
+      sockets->upstream->socket.non_blocking(true, ec);
       if (tls[0]) tls[0]->attach(sockets->client);  // the socket object moved, not its fd
       if (tls[0] || tls[1]) tls_gate.emplace(wc.io);
       if (poller) {
@@ -706,16 +709,35 @@ asio::awaitable<void> relay(std::shared_ptr<tunnel> t, int dir, std::string pend
       co_await t->tls_gate->async_wait(use_nothrow);
     }
     error_code ec;
-    if (t->closed)
-      ec = asio::error::operation_aborted;
-    else if (write_tls && several.empty())
-      std::tie(ec, std::ignore) = co_await write_tls->write(one);
-    else if (write_tls)
-      std::tie(ec, std::ignore) = co_await write_tls->write(several);
-    else if (several.empty())
-      std::tie(ec, std::ignore) = co_await asio::async_write(to, one, use_nothrow);
-    else
-      std::tie(ec, std::ignore) = co_await asio::async_write(to, several, use_nothrow);
+    // Most pieces go whole into a socket with room: written at once, with no suspension and
+    // no trip through the scheduler; the rest waits below.
+    bool sent = false;
+    if (!t->closed && several.empty() && one.size() > 0 &&
+        !(write_tls && t->control_writing[1 - dir])) {
+      if (write_tls) {
+        const auto st = write_tls->write_now(one.data(), one.size(), ec);
+        sent = st != tls_connection::step::want_read && st != tls_connection::step::want_write;
+        if (st == tls_connection::step::eof) ec = asio::error::broken_pipe;
+        if (!sent) ec = {};
+      } else {
+        const size_t wrote = to.write_some(one, ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {};
+        one += wrote;
+        sent = ec || one.size() == 0;
+      }
+    }
+    if (!sent) {
+      if (t->closed)
+        ec = asio::error::operation_aborted;
+      else if (write_tls && several.empty())
+        std::tie(ec, std::ignore) = co_await write_tls->write(one);
+      else if (write_tls)
+        std::tie(ec, std::ignore) = co_await write_tls->write(several);
+      else if (several.empty())
+        std::tie(ec, std::ignore) = co_await asio::async_write(to, one, use_nothrow);
+      else
+        std::tie(ec, std::ignore) = co_await asio::async_write(to, several, use_nothrow);
+    }
     t->writing[dir] = false;
     t->write_deadline[dir] = clock::time_point::max();
     t->last_activity = clock::now();
@@ -773,10 +795,12 @@ asio::awaitable<void> relay(std::shared_ptr<tunnel> t, int dir, std::string pend
         failed = true;
         break;
       }
-      // Most likely drained: wait again without a buffer. (OpenSSL hands out a record per read
-      // and reads the socket a bounded amount at a time: it is asked until the socket is
-      // empty, as a poll only reports new arrivals.)
-      if (!read_tls && n < buffer_pool::kSize) break;
+      // Most likely drained: wait again without a buffer. That shortcut needs a readiness wait
+      // that reports what is already there (Asio's re-armed epoll). The ring's poll reports
+      // new arrivals only, and may fold an end of stream into the event of the data before it:
+      // then, as OpenSSL anyway (a record per read, the socket read a bounded amount at a
+      // time), the socket is read until it is empty.
+      if (!read_tls && !t->poller && n < buffer_pool::kSize) break;
     }
     t->w.buffers.give(std::move(buf));
     if (t->closed) break;
