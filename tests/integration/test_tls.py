@@ -6,7 +6,6 @@ WebSocket over TLS (wss) echoed by test-upstream; then `wsgate -t` on broken cer
 
 Each behaviour is checked on nginx first, then on wsgate (one subTest per proxy), then the two
 observations are compared: a wsgate failure never hides whether the nginx expectation holds."""
-import base64
 import hashlib
 import json
 import os
@@ -23,6 +22,7 @@ import unittest
 from harness import (NGINX, WSGATE, Wsgate, WsgateCase, exchange, free_port, parse_responses,
                      start_nginx, wait_port)
 from tls_certs import TestPki
+from ws_client import recv_to_close, ws_frame, ws_handshake
 
 HAVE_TEST_UPSTREAM = os.path.exists(os.environ.get("TEST_UPSTREAM", ""))
 HAVE_NGINX = os.path.exists(NGINX)
@@ -32,7 +32,6 @@ PROBE = os.environ.get("PROBE") or os.environ.get("WSGATE_PROBE") or os.path.joi
     "wsgate-probe")
 PROXIES = ("nginx", "wsgate")
 TIMEOUT = 5.0
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 PKI = None
 CERTS = {}
@@ -72,18 +71,6 @@ def tls_connect(port, sni="a.test", ctx=None):
         raise
 
 
-def recv_to_close(sock):
-    data = b""
-    while True:
-        try:
-            d = sock.recv(65536)
-        except (ssl.SSLEOFError, ConnectionResetError):
-            return data  # closed without close_notify: what arrived is the answer
-        if not d:
-            return data
-        data += d
-
-
 def tls_exchange(port, data, sni="a.test", ctx=None):
     """Sends `data` over a new TLS connection and returns everything until the peer closes."""
     with tls_connect(port, sni, ctx) as s:
@@ -121,85 +108,6 @@ def cert_name(sock):
     """The CN of the certificate the server presented (verified against the CA)."""
     subject = dict(x[0] for x in sock.getpeercert()["subject"])
     return subject["commonName"]
-
-
-# ---- WebSocket framing (RFC 6455): the client masks, the server does not -----------------------
-
-def ws_frame(opcode, payload=b""):
-    head = bytes([0x80 | opcode])
-    n = len(payload)
-    if n < 126:
-        head += bytes([0x80 | n])
-    elif n < 65536:
-        head += bytes([0x80 | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
-    key = os.urandom(4)
-    masked = (int.from_bytes(payload, "big") ^ int.from_bytes((key * (n // 4 + 1))[:n], "big")
-              ).to_bytes(n, "big") if n else b""
-    return head + key + masked
-
-
-class FrameReader:
-    def __init__(self, sock, buf=b""):
-        self.sock, self.buf = sock, buf
-
-    def _need(self, n):
-        while len(self.buf) < n:
-            d = self.sock.recv(65536)
-            if not d:
-                raise ConnectionError(f"closed before a whole frame ({len(self.buf)} of {n} bytes)")
-            self.buf += d
-
-    def frame(self):
-        """(fin, opcode, payload) of the next frame; a server's frame must not be masked."""
-        self._need(2)
-        b0, b1 = self.buf[0], self.buf[1]
-        if b1 & 0x80:
-            raise AssertionError("the server sent a masked frame")
-        n, pos = b1 & 0x7F, 2
-        if n == 126:
-            self._need(4)
-            n, pos = struct.unpack("!H", self.buf[2:4])[0], 4
-        elif n == 127:
-            self._need(10)
-            n, pos = struct.unpack("!Q", self.buf[2:10])[0], 10
-        self._need(pos + n)
-        payload, self.buf = self.buf[pos:pos + n], self.buf[pos + n:]
-        return bool(b0 & 0x80), b0 & 0x0F, payload
-
-    def message(self):
-        """(opcode, payload) of the next whole message, continuation frames joined."""
-        fin, opcode, payload = self.frame()
-        while not fin and opcode not in (8, 9, 10):
-            fin, cont, more = self.frame()
-            if cont != 0:
-                raise AssertionError(f"frame opcode {cont} inside a fragmented message")
-            payload += more
-        return opcode, payload
-
-
-def ws_handshake(sock, host="a.test", target="/ws/chat"):
-    """The RFC 6455 handshake on `sock`, Sec-WebSocket-Accept checked; returns a FrameReader
-    holding what followed the 101 head."""
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET {target} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                  f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
-    data = b""
-    while b"\r\n\r\n" not in data:
-        d = sock.recv(65536)
-        if not d:
-            raise AssertionError(f"closed during the handshake: {data!r}")
-        data += d
-    head, _, rest = data.partition(b"\r\n\r\n")
-    if not head.startswith(b"HTTP/1.1 101"):
-        raise AssertionError(f"no 101: {head!r}")
-    accept = re.search(rb"(?im)^sec-websocket-accept:\s*(\S+)", head).group(1).decode()
-    want = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
-    if accept != want:
-        raise AssertionError(f"Sec-WebSocket-Accept {accept}, want {want}")
-    return FrameReader(sock, rest)
 
 
 @unittest.skipUnless(HAVE_TEST_UPSTREAM, "needs tests/support's test-upstream (TEST_UPSTREAM)")

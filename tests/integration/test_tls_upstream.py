@@ -13,7 +13,6 @@ nginx expectation holds."""
 import base64
 import hashlib
 import os
-import re
 import socket
 import ssl
 import struct
@@ -25,11 +24,11 @@ import unittest
 
 from harness import NGINX, WSGATE, WsgateCase, exchange, free_port, parse_responses, wait_port
 from tls_certs import TestPki
+from ws_client import GUID, mask, recv_to_close, ws_frame, ws_handshake
 
 HAVE_NGINX = os.path.exists(NGINX)
 PROXIES = ("nginx", "wsgate")
 TIMEOUT = 5.0
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 PKI = None  # the CA the proxies are told to trust
 OTHER_PKI = None  # a CA nobody trusts: its certificates fail verification
@@ -225,7 +224,7 @@ class TlsUpstream:
             need(pos + (4 if masked else 0) + n)
             key = buf[pos:pos + 4] if masked else b"\0\0\0\0"
             pos += 4 if masked else 0
-            payload = unmask(buf[pos:pos + n], key)
+            payload = mask(buf[pos:pos + n], key)
             buf = buf[pos + n:]
             s.sendall(server_frame(b0, payload))  # same FIN bit and opcode
             if b0 & 0x0F == 8:
@@ -244,14 +243,6 @@ class TlsUpstream:
                     s.close()
                 except OSError:
                     pass
-
-
-def unmask(payload, key):
-    n = len(payload)
-    if not n:
-        return b""
-    return (int.from_bytes(payload, "big") ^ int.from_bytes((key * (n // 4 + 1))[:n], "big")
-            ).to_bytes(n, "big")
 
 
 def server_frame(b0, payload):
@@ -274,84 +265,6 @@ def one_response(port, data):
     if len(answers) != 1:
         raise AssertionError(f"expected one response, got {len(answers)}: {answers!r}")
     return answers[0]
-
-
-def ws_frame(opcode, payload=b""):
-    """A client (masked) frame."""
-    head = bytes([0x80 | opcode])
-    n = len(payload)
-    if n < 126:
-        head += bytes([0x80 | n])
-    elif n < 65536:
-        head += bytes([0x80 | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
-    key = os.urandom(4)
-    return head + key + unmask(payload, key)
-
-
-class FrameReader:
-    def __init__(self, sock, buf=b""):
-        self.sock, self.buf = sock, buf
-
-    def _need(self, n):
-        while len(self.buf) < n:
-            d = self.sock.recv(65536)
-            if not d:
-                raise ConnectionError(f"closed before a whole frame ({len(self.buf)} of {n} bytes)")
-            self.buf += d
-
-    def frame(self):
-        """(fin, opcode, payload) of the next frame; a server's frame must not be masked."""
-        self._need(2)
-        b0, b1 = self.buf[0], self.buf[1]
-        if b1 & 0x80:
-            raise AssertionError("the proxy sent a masked frame")
-        n, pos = b1 & 0x7F, 2
-        if n == 126:
-            self._need(4)
-            n, pos = struct.unpack("!H", self.buf[2:4])[0], 4
-        elif n == 127:
-            self._need(10)
-            n, pos = struct.unpack("!Q", self.buf[2:10])[0], 10
-        self._need(pos + n)
-        payload, self.buf = self.buf[pos:pos + n], self.buf[pos + n:]
-        return bool(b0 & 0x80), b0 & 0x0F, payload
-
-
-def ws_handshake(sock, host="a.test", target="/ws"):
-    """The RFC 6455 handshake on `sock`, Sec-WebSocket-Accept checked; returns a FrameReader
-    holding what followed the 101 head."""
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET {target} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                  f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
-    data = b""
-    while b"\r\n\r\n" not in data:
-        d = sock.recv(65536)
-        if not d:
-            raise AssertionError(f"closed during the handshake: {data!r}")
-        data += d
-    head, _, rest = data.partition(b"\r\n\r\n")
-    if not head.startswith(b"HTTP/1.1 101"):
-        raise AssertionError(f"no 101: {head!r}")
-    accept = re.search(rb"(?im)^sec-websocket-accept:\s*(\S+)", head).group(1).decode()
-    want = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
-    if accept != want:
-        raise AssertionError(f"Sec-WebSocket-Accept {accept}, want {want}")
-    return FrameReader(sock, rest)
-
-
-def recv_to_close(sock):
-    data = b""
-    while True:
-        try:
-            d = sock.recv(65536)
-        except ConnectionResetError:
-            return data
-        if not d:
-            return data
-        data += d
 
 
 # ---- the two proxies ---------------------------------------------------------------------------
