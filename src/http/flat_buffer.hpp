@@ -15,7 +15,9 @@ namespace wsgate::http {
 // and takes one again without a heap allocation. Bounded, so idle memory stays small.
 class block_cache {
  public:
-  static constexpr size_t kMaxBlocks = 16;
+  // Enough for the blocks of the connections a busy worker has in flight (each request's read
+  // buffers come back between requests), about 512 KiB of 4 KiB blocks at most.
+  static constexpr size_t kMaxBlocks = 128;
   // This thread's cache; null once the thread's exit destroyed it.
   static block_cache* local() {
     thread_local block_cache cache;
