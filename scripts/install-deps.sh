@@ -8,7 +8,7 @@ packages=(
   libboost1.81-all-dev libssl-dev libpcre2-dev nlohmann-json3-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev liburing-dev
   libespeak-ng-dev espeak-ng sox
-  nginx curl haproxy openssl wrk
+  nginx curl haproxy openssl wrk valgrind
   python3 python3-fastapi python3-uvicorn python3-websockets
   nodejs node-ws
   chromium
