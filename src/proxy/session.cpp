@@ -55,6 +55,29 @@ constexpr size_t kBodyRead = 16 * 1024;
 constexpr size_t kBodyLimit = 64 * 1024;
 constexpr std::string_view kCrlf = "\r\n";
 
+// One non-blocking sendmsg (the socket is in non-blocking mode): a request or response head
+// usually fits the socket buffer whole, and then no Asio operation, completion post or
+// scheduler trip is needed. False: `rest` holds what the socket did not take (or `ec` failed).
+bool send_now(tcp::socket& s, std::span<const asio::const_buffer> bufs,
+              std::vector<asio::const_buffer>& rest, error_code& ec) {
+  size_t n = s.write_some(bufs, ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) {
+    ec.clear();
+    n = 0;
+  }
+  if (ec) return false;
+  if (n == asio::buffer_size(bufs)) return true;
+  for (const auto& b : bufs) {
+    if (n >= b.size()) {
+      n -= b.size();
+      continue;
+    }
+    rest.push_back(b + n);
+    n = 0;
+  }
+  return false;
+}
+
 // The clock formatted once a second per thread: the Date header (GMT) or $time_local.
 template <bool local>
 std::string_view formatted_now() {
@@ -216,6 +239,24 @@ class session : tls_server_picker {
   awaitable<bool> serve_status(config::location::status_page page);
   awaitable<bool> handle(routing::decision& d, int override_status, bool in_error_page);
   awaitable<bool> proxy_request(routing::decision& d, int override_status);
+  // Parts of proxy_request, apart so that its coroutine frame stays small enough for Asio's
+  // frame recycler (at most 1,020 bytes; a larger one is a heap allocation per request).
+  awaitable<int> spool_request_body();
+  void write_request_head(const routing::upstream_request& up, bool spool);
+  struct body_send {
+    error_code ec;               // writing to the upstream failed
+    bool client_failed = false;  // reading the client's body failed: answer `status` (0: close)
+    int status = 0;
+  };
+  awaitable<body_send> send_request_body(const routing::decision& d, bool stream,
+                                         bool chunked_upstream);
+  upstream_failure send_failure(error_code ec);
+  awaitable<bool> switch_protocols(const routing::decision& d, http::response_head& head);
+  void write_response_head(const http::response_head& head, int status, int override_status,
+                           bool chunk_to_client);
+  awaitable<bool> relay_unbuffered(const routing::decision& d, const http::response_head& head,
+                                   bool no_body, bool chunk_to_client, bool close_delimited,
+                                   bool upstream_reusable);
   awaitable<bool> respond(int status, std::string_view body, std::string_view content_type,
                           std::string_view location, bool too_large = false);
   awaitable<bool> respond_error(int status, bool too_large = false, bool in_error_page = false);
@@ -404,7 +445,8 @@ std::string session::error_context() const {
     out += default_server_->names.front().name;
   if (!request_line_.empty()) out += ", request: \"" + request_line_ + "\"";
   if (!upstream_addr_.empty())
-    out.append(", upstream: \"").append(upstream_scheme_).append("://").append(upstream_addr_) += '"';
+    out.append(", upstream: \"").append(upstream_scheme_).append("://").append(upstream_addr_) +=
+        '"';
   if (const std::string* h = find_header(info_.headers, "host")) out += ", host: \"" + *h + "\"";
   return out;
 }
@@ -412,9 +454,13 @@ std::string session::error_context() const {
 awaitable<error_code> session::write_client(std::span<const asio::const_buffer> bufs) {
   s_->arm(loc_ ? settings().send_timeout.value_or(std::chrono::seconds(60))
                : std::chrono::seconds(60));
-  auto [ec, n] = s_->tls ? co_await s_->tls->write(bufs)
-                         : co_await asio::async_write(s_->client, bufs, use_nothrow);
-  (void)n;
+  error_code ec;
+  size_t n = 0;
+  std::vector<asio::const_buffer> rest;
+  if (s_->tls)
+    std::tie(ec, n) = co_await s_->tls->write(bufs);
+  else if (!send_now(s_->client, bufs, rest, ec) && !ec)
+    std::tie(ec, n) = co_await asio::async_write(s_->client, rest, use_nothrow);
   if (ec && s_->timed_out)
     log(log_level::info,
         "client timed out (110: Connection timed out) while sending response to client" +
@@ -427,9 +473,13 @@ awaitable<error_code> session::write_upstream(std::span<const asio::const_buffer
                                               duration timeout) {
   s_->arm(timeout);
   auto& up = *s_->upstream;
-  auto [ec, n] = up.tls ? co_await up.tls->write(bufs)
-                        : co_await asio::async_write(up.socket, bufs, use_nothrow);
-  (void)n;
+  error_code ec;
+  size_t n = 0;
+  std::vector<asio::const_buffer> rest;
+  if (up.tls)
+    std::tie(ec, n) = co_await up.tls->write(bufs);
+  else if (!send_now(up.socket, bufs, rest, ec) && !ec)
+    std::tie(ec, n) = co_await asio::async_write(up.socket, rest, use_nothrow);
   if (ec && s_->timed_out) ec = asio::error::timed_out;
   s_->disarm();
   co_return ec;
@@ -991,6 +1041,7 @@ awaitable<upstream_failure> session::connect_upstream(const routing::decision& d
     s_->disarm();
     if (!cec) {
       s_->upstream->socket.set_option(tcp::no_delay(true), ec);
+      s_->upstream->socket.non_blocking(true, ec);  // for send_now
       last = https ? co_await upstream_handshake(d) : upstream_failure::none;
       if (last == upstream_failure::none) {
         if (chosen) g->report(chosen, false, clock::now());
@@ -1132,65 +1183,50 @@ awaitable<upstream_failure> session::read_response_head(const routing::decision&
   }
 }
 
-awaitable<bool> session::proxy_request(routing::decision& d, int override_status) {
-  const auto& up = d.upstream;
-  if (up.host.rfind("unix:", 0) == 0) {
-    log(log_level::error, "proxy_pass to " + up.scheme + "://" + up.host +
-                              " is not supported yet (tcp upstreams only)" + error_context());
-    co_return co_await respond_error(502);
-  }
-  const bool client_body = !body_done_ || spool_ready_;
-  const bool pass_body = up.pass_body && client_body;
-  // proxy_request_buffering on (and a chunked body that goes upstream with a Content-Length):
-  // the whole body is read before the upstream is contacted, as nginx does, so a slow or
-  // stalled client never holds an upstream connection.
-  const bool spool = pass_body && (spool_ready_ || up.pending_content_length_at >= 0 ||
-                                   settings().proxy_request_buffering.value_or(true));
-  const bool chunked_upstream = pass_body && !spool && body_chunked_;  // route() set TE: chunked
+// Reads the whole request body before the upstream is contacted: memory up to
+// client_body_buffer_size, then an unlinked temporary file; kept for the request's life, so an
+// error_page that proxies again sends the same body. 0: read; > 0: answer that status; -1: close.
+awaitable<int> session::spool_request_body() {
   const size_t spool_memory = settings().client_body_buffer_size.value_or(16 * 1024);
-
-  // Memory up to client_body_buffer_size, then an unlinked temporary file; kept for the
-  // request's life, so an error_page that proxies again sends the same body.
   std::string& spooled = spooled_;
   int& spool_fd = spool_fd_;
   uint64_t& spool_size = spool_size_;
-  if (spool && !spool_ready_) {
-    std::string_view piece;
-    for (;;) {
-      const auto r = co_await next_body_piece(piece);
-      if (r == body_result::end) break;
-      if (r != body_result::data) {
-        const int st = body_failure_status(r);
-        if (st) co_return co_await respond_error(st);
-        co_return false;
-      }
-      spool_size += piece.size();
-      if (spool_fd < 0 && spooled.size() + piece.size() > spool_memory) {
-        spool_fd = ::open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-        if (spool_fd < 0) {
-          log(log_level::crit, "open() of a temporary file in /tmp failed (" +
-                                   std::to_string(errno) + ": " + std::strerror(errno) +
-                                   ") while reading client request body" + error_context());
-          co_return co_await respond_error(500);
-        }
-        log(log_level::warn,
-            "a client request body is buffered to a temporary file" + error_context());
-        if (::write(spool_fd, spooled.data(), spooled.size()) !=
-            static_cast<ssize_t>(spooled.size()))
-          co_return co_await respond_error(500);
-        spooled.clear();
-      }
-      if (spool_fd >= 0) {
-        if (::write(spool_fd, piece.data(), piece.size()) != static_cast<ssize_t>(piece.size()))
-          co_return co_await respond_error(500);
-      } else {
-        spooled.append(piece);
-      }
+  std::string_view piece;
+  for (;;) {
+    const auto r = co_await next_body_piece(piece);
+    if (r == body_result::end) break;
+    if (r != body_result::data) {
+      const int st = body_failure_status(r);
+      co_return st ? st : -1;
     }
-    spool_ready_ = true;
+    spool_size += piece.size();
+    if (spool_fd < 0 && spooled.size() + piece.size() > spool_memory) {
+      spool_fd = ::open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+      if (spool_fd < 0) {
+        log(log_level::crit, "open() of a temporary file in /tmp failed (" + std::to_string(errno) +
+                                 ": " + std::strerror(errno) +
+                                 ") while reading client request body" + error_context());
+        co_return 500;
+      }
+      log(log_level::warn,
+          "a client request body is buffered to a temporary file" + error_context());
+      if (::write(spool_fd, spooled.data(), spooled.size()) != static_cast<ssize_t>(spooled.size()))
+        co_return 500;
+      spooled.clear();
+    }
+    if (spool_fd >= 0) {
+      if (::write(spool_fd, piece.data(), piece.size()) != static_cast<ssize_t>(piece.size()))
+        co_return 500;
+    } else {
+      spooled.append(piece);
+    }
   }
+  spool_ready_ = true;
+  co_return 0;
+}
 
-  // The upstream request head, exactly as route() computed it.
+// The upstream request head into out_, exactly as route() computed it.
+void session::write_request_head(const routing::upstream_request& up, bool spool) {
   out_.clear();
   out_ += up.method;
   out_ += ' ';
@@ -1201,7 +1237,7 @@ awaitable<bool> session::proxy_request(routing::decision& d, int override_status
   for (size_t i = 0; i <= up.headers.size(); ++i) {
     if (spool && static_cast<int>(i) == up.pending_content_length_at) {
       out_ += "Content-Length: ";
-      append_number(out_, static_cast<uint64_t>(spool_size));
+      append_number(out_, static_cast<uint64_t>(spool_size_));
       out_ += kCrlf;
     }
     if (i == up.headers.size()) break;
@@ -1211,167 +1247,124 @@ awaitable<bool> session::proxy_request(routing::decision& d, int override_status
     out_ += kCrlf;
   }
   out_ += kCrlf;
+}
 
-  // Connect, send, read the response head; a reused keep-alive connection that fails before
-  // any response byte is replaced by a fresh one once (only when no body was streamed).
-  http::response_head head;
-  // The header list's storage is lent by the session for this response and given back at the
-  // end (a nested proxy_request, for an error_page, finds none lent and allocates its own).
-  struct fields_lease {
-    std::vector<http::header_field>& spare;
-    std::vector<http::header_field>& fields;
-    ~fields_lease() {
-      if (fields.capacity() > spare.capacity()) spare.swap(fields);
+// The request body after the head: the spooled file's part, or the body streamed as it arrives
+// (Content-Length as is; chunked re-framed per piece).
+awaitable<session::body_send> session::send_request_body(const routing::decision& d, bool stream,
+                                                         bool chunked_upstream) {
+  body_send out;
+  error_code& ec = out.ec;
+  if (spool_fd_ >= 0) {
+    auto buf = w_.buffers.take();
+    off_t off = 0;
+    while (!ec && static_cast<uint64_t>(off) < spool_size_) {
+      const ssize_t n = ::pread(spool_fd_, buf.get(), buffer_pool::kSize, off);
+      if (n <= 0) {
+        ec = asio::error::fault;
+        break;
+      }
+      off += n;
+      const asio::const_buffer b(buf.get(), static_cast<size_t>(n));
+      ec = co_await write_upstream(std::span<const asio::const_buffer>(&b, 1), d.limits.send);
     }
-  } lease{spare_fields_, head.headers};
-  head.headers.swap(spare_fields_);
-  upstream_failure failure = upstream_failure::none;
-  bool streamed = false;
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    bool reused = false;
-    failure = co_await connect_upstream(d, reused);
-    if (failure != upstream_failure::none) break;
-    s_->upstream->requests++;
-    error_code ec;
-    {
-      std::array<asio::const_buffer, 2> bufs{asio::buffer(out_), asio::buffer(spooled)};
+    w_.buffers.give(std::move(buf));
+  }
+  if (!ec && stream) {
+    std::string_view piece;
+    for (;;) {
+      const auto r = co_await next_body_piece(piece);
+      if (r == body_result::end) {
+        if (chunked_upstream) {
+          const asio::const_buffer b = asio::buffer("0\r\n\r\n", 5);
+          ec = co_await write_upstream(std::span<const asio::const_buffer>(&b, 1), d.limits.send);
+        }
+        break;
+      }
+      if (r != body_result::data) {
+        out.client_failed = true;
+        out.status = body_failure_status(r);
+        co_return out;
+      }
+      char hdr[24];
+      const size_t hl = chunked_upstream ? http::chunk_header(hdr, piece.size()) : 0;
+      std::array<asio::const_buffer, 3> bufs{asio::buffer(hdr, hl), asio::buffer(piece),
+                                             asio::buffer(kCrlf.data(), chunked_upstream ? 2 : 0)};
       ec = co_await write_upstream(bufs, d.limits.send);
+      if (ec) break;
     }
-    if (!ec && spool_fd >= 0) {
-      auto buf = w_.buffers.take();
-      off_t off = 0;
-      while (!ec && static_cast<uint64_t>(off) < spool_size) {
-        const ssize_t n = ::pread(spool_fd, buf.get(), buffer_pool::kSize, off);
-        if (n <= 0) {
-          ec = asio::error::fault;
-          break;
-        }
-        off += n;
-        const asio::const_buffer b(buf.get(), static_cast<size_t>(n));
-        ec = co_await write_upstream(std::span<const asio::const_buffer>(&b, 1), d.limits.send);
-      }
-      w_.buffers.give(std::move(buf));
-    }
-    if (!ec && pass_body && !spool) {
-      // Stream the body as it arrives (Content-Length as is; chunked re-framed per piece).
-      streamed = true;
-      std::string_view piece;
-      for (;;) {
-        const auto r = co_await next_body_piece(piece);
-        if (r == body_result::end) {
-          if (chunked_upstream) {
-            const asio::const_buffer b = asio::buffer("0\r\n\r\n", 5);
-            ec = co_await write_upstream(std::span<const asio::const_buffer>(&b, 1), d.limits.send);
-          }
-          break;
-        }
-        if (r != body_result::data) {
-          const int st = body_failure_status(r);
-          release_upstream(false);
-          if (st) co_return co_await respond_error(st);
-          co_return false;
-        }
-        char hdr[24];
-        const size_t hl = chunked_upstream ? http::chunk_header(hdr, piece.size()) : 0;
-        std::array<asio::const_buffer, 3> bufs{
-            asio::buffer(hdr, hl), asio::buffer(piece),
-            asio::buffer(kCrlf.data(), chunked_upstream ? 2 : 0)};
-        ec = co_await write_upstream(bufs, d.limits.send);
-        if (ec) break;
-      }
-    }
-    if (ec) {
-      if (ec == asio::error::timed_out) {
-        log(log_level::error,
-            "upstream timed out (110: Connection timed out) while sending request to upstream" +
-                error_context());
-        failure = upstream_failure::timeout;
-      } else {
-        log(log_level::error, "writev() failed (" + std::to_string(ec.value()) + ": " +
-                                  ec.message() + ") while sending request to upstream" +
-                                  error_context());
-        failure = upstream_failure::error;
-      }
-      release_upstream(false);
-      if (reused && !streamed) continue;
-      break;
-    }
-    failure = co_await read_response_head(d, head);
-    if (failure == upstream_failure::none) break;
-    release_upstream(false);
-    if (!(reused && !streamed && failure == upstream_failure::premature)) break;
   }
-  if (failure != upstream_failure::none) {
-    if (!body_done_ && !streamed) keep_alive_ = false;  // the body is left unread
-    co_return co_await respond_error(failure == upstream_failure::timeout ? 504 : 502);
-  }
-  auto& upc = *s_->upstream;
+  co_return out;
+}
 
-  // 101: only to a request that asked for an allowed upgrade; then both sides become a tunnel.
-  if (head.status == 101) {
-    const std::string* asked = find_header(up.headers, "upgrade");
-    if (!asked || !upgrade_allowed(*asked, settings()) ||
-        (!head.upgrade.empty() && !upgrade_allowed(head.upgrade, settings()))) {
-      log(log_level::error,
-          "upstream sent \"101 Switching Protocols\" to a request without an allowed Upgrade "
-          "while reading response header from upstream" +
-              error_context());
-      release_upstream(false);
-      co_return co_await respond_error(502);
-    }
-    status_ = 101;
-    out_.clear();
-    out_ += "HTTP/1.1 101 Switching Protocols\r\nServer: ";
-    out_ += http::server_signature(settings().server_tokens.value_or(true));
-    out_ += "\r\nDate: ";
-    out_ += http_date();
-    out_ += "\r\nConnection: upgrade\r\n";
-    for (const auto& f : head.headers) {
-      if (hide_response_header(f.name, settings(), true)) continue;
-      out_ += f.name;
-      out_ += ": ";
-      out_ += f.value;
-      out_ += kCrlf;
-    }
-    append_add_headers(out_, 101);
+// Logs a failed write of the request to the upstream, as nginx words it.
+upstream_failure session::send_failure(error_code ec) {
+  if (ec == asio::error::timed_out) {
+    log(log_level::error,
+        "upstream timed out (110: Connection timed out) while sending request to upstream" +
+            error_context());
+    return upstream_failure::timeout;
+  }
+  log(log_level::error, "writev() failed (" + std::to_string(ec.value()) + ": " + ec.message() +
+                            ") while sending request to upstream" + error_context());
+  return upstream_failure::error;
+}
+
+// A 101 to a request that asked for an allowed upgrade: the head goes to the client, then both
+// connections become a tunnel. Always false: the connection serves no more requests.
+awaitable<bool> session::switch_protocols(const routing::decision& d, http::response_head& head) {
+  const auto& up = d.upstream;
+  auto& upc = *s_->upstream;
+  const std::string* asked = find_header(up.headers, "upgrade");
+  if (!asked || !upgrade_allowed(*asked, settings()) ||
+      (!head.upgrade.empty() && !upgrade_allowed(head.upgrade, settings()))) {
+    log(log_level::error,
+        "upstream sent \"101 Switching Protocols\" to a request without an allowed Upgrade "
+        "while reading response header from upstream" +
+            error_context());
+    release_upstream(false);
+    co_return co_await respond_error(502);
+  }
+  status_ = 101;
+  out_.clear();
+  out_ += "HTTP/1.1 101 Switching Protocols\r\nServer: ";
+  out_ += http::server_signature(settings().server_tokens.value_or(true));
+  out_ += "\r\nDate: ";
+  out_ += http_date();
+  out_ += "\r\nConnection: upgrade\r\n";
+  for (const auto& f : head.headers) {
+    if (hide_response_header(f.name, settings(), true)) continue;
+    out_ += f.name;
+    out_ += ": ";
+    out_ += f.value;
     out_ += kCrlf;
-    upc.in.consume(head.size);
-    if (co_await write_client(out_)) {
-      release_upstream(false);
-      co_return false;
-    }
-    log_access();
-    status_ = 0;  // logged
-    std::string early(in_.data());
-    in_.consume(in_.size());
-    tunnel_limits limits{d.limits.read, d.limits.send,
-                         settings().send_timeout.value_or(std::chrono::seconds(60))};
-    limits.websocket = upgrade_token(*asked) == "websocket";
-    limits.keepalive = settings().websocket_keepalive.value_or(config::duration::zero());
-    std::string client = info_.remote_addr;
-    client += ':';
-    append_number(client, info_.remote_port);
-    start_tunnel(w_, std::move(s_->client), std::move(s_->upstream), std::move(early), limits,
-                 std::move(client), std::move(s_->tls));
+  }
+  append_add_headers(out_, 101);
+  out_ += kCrlf;
+  upc.in.consume(head.size);
+  if (co_await write_client(out_)) {
+    release_upstream(false);
     co_return false;
   }
+  log_access();
+  status_ = 0;  // logged
+  std::string early(in_.data());
+  in_.consume(in_.size());
+  tunnel_limits limits{d.limits.read, d.limits.send,
+                       settings().send_timeout.value_or(std::chrono::seconds(60))};
+  limits.websocket = upgrade_token(*asked) == "websocket";
+  limits.keepalive = settings().websocket_keepalive.value_or(config::duration::zero());
+  std::string client = info_.remote_addr;
+  client += ':';
+  append_number(client, info_.remote_port);
+  start_tunnel(w_, std::move(s_->client), std::move(s_->upstream), std::move(early), limits,
+               std::move(client), std::move(s_->tls));
+  co_return false;
+}
 
-  // The client's response head, in nginx's header order.
-  const int status = override_status > 0 ? override_status : head.status;
-  status_ = status;
-  const bool no_body = head_request_ || head.status == 204 || head.status == 304 ||
-                       (head.status >= 100 && head.status < 200);
-  const bool upstream_len = head.content_length.has_value() && !head.chunked;
-  const bool close_delimited = !no_body && !upstream_len && !head.chunked;
-  bool chunk_to_client = false;
-  if (!no_body && !upstream_len) {
-    if (info_.http_minor >= 1 && !http09_)
-      chunk_to_client = true;
-    else
-      keep_alive_ = false;  // HTTP/1.0 client: the end of the body is the close
-  }
-  if (w_.draining || settings().keepalive_timeout.value_or(std::chrono::seconds(75)).count() == 0)
-    keep_alive_ = false;
+// The client's response head into out_, in nginx's header order.
+void session::write_response_head(const http::response_head& head, int status, int override_status,
+                                  bool chunk_to_client) {
   const bool tokens = settings().server_tokens.value_or(true);
   out_.clear();
   if (!http09_) {
@@ -1437,6 +1430,104 @@ awaitable<bool> session::proxy_request(routing::decision& d, int override_status
     append_add_headers(out_, status);
     out_ += kCrlf;
   }
+}
+
+awaitable<bool> session::proxy_request(routing::decision& d, int override_status) {
+  const auto& up = d.upstream;
+  if (up.host.rfind("unix:", 0) == 0) {
+    log(log_level::error, "proxy_pass to " + up.scheme + "://" + up.host +
+                              " is not supported yet (tcp upstreams only)" + error_context());
+    co_return co_await respond_error(502);
+  }
+  const bool client_body = !body_done_ || spool_ready_;
+  const bool pass_body = up.pass_body && client_body;
+  // proxy_request_buffering on (and a chunked body that goes upstream with a Content-Length):
+  // the whole body is read before the upstream is contacted, as nginx does, so a slow or
+  // stalled client never holds an upstream connection.
+  const bool spool = pass_body && (spool_ready_ || up.pending_content_length_at >= 0 ||
+                                   settings().proxy_request_buffering.value_or(true));
+  const bool chunked_upstream = pass_body && !spool && body_chunked_;  // route() set TE: chunked
+
+  if (spool && !spool_ready_) {
+    const int st = co_await spool_request_body();
+    if (st > 0) co_return co_await respond_error(st);
+    if (st < 0) co_return false;
+  }
+
+  write_request_head(up, spool);
+
+  // Connect, send, read the response head; a reused keep-alive connection that fails before
+  // any response byte is replaced by a fresh one once (only when no body was streamed).
+  http::response_head head;
+  // The header list's storage is lent by the session for this response and given back at the
+  // end (a nested proxy_request, for an error_page, finds none lent and allocates its own).
+  struct fields_lease {
+    std::vector<http::header_field>& spare;
+    std::vector<http::header_field>& fields;
+    ~fields_lease() {
+      if (fields.capacity() > spare.capacity()) spare.swap(fields);
+    }
+  } lease{spare_fields_, head.headers};
+  head.headers.swap(spare_fields_);
+  upstream_failure failure = upstream_failure::none;
+  bool streamed = false;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    bool reused = false;
+    failure = co_await connect_upstream(d, reused);
+    if (failure != upstream_failure::none) break;
+    s_->upstream->requests++;
+    error_code ec;
+    {
+      std::array<asio::const_buffer, 2> bufs{asio::buffer(out_), asio::buffer(spooled_)};
+      ec = co_await write_upstream(bufs, d.limits.send);
+    }
+    if (!ec && (spool_fd_ >= 0 || (pass_body && !spool))) {
+      streamed = pass_body && !spool;
+      const body_send bs = co_await send_request_body(d, streamed, chunked_upstream);
+      if (bs.client_failed) {
+        release_upstream(false);
+        if (bs.status) co_return co_await respond_error(bs.status);
+        co_return false;
+      }
+      ec = bs.ec;
+    }
+    if (ec) {
+      failure = send_failure(ec);
+      release_upstream(false);
+      if (reused && !streamed) continue;
+      break;
+    }
+    failure = co_await read_response_head(d, head);
+    if (failure == upstream_failure::none) break;
+    release_upstream(false);
+    if (!(reused && !streamed && failure == upstream_failure::premature)) break;
+  }
+  if (failure != upstream_failure::none) {
+    if (!body_done_ && !streamed) keep_alive_ = false;  // the body is left unread
+    co_return co_await respond_error(failure == upstream_failure::timeout ? 504 : 502);
+  }
+  auto& upc = *s_->upstream;
+
+  // 101: only to a request that asked for an allowed upgrade; then both sides become a tunnel.
+  if (head.status == 101) co_return co_await switch_protocols(d, head);
+
+  // The client's response head, in nginx's header order.
+  const int status = override_status > 0 ? override_status : head.status;
+  status_ = status;
+  const bool no_body = head_request_ || head.status == 204 || head.status == 304 ||
+                       (head.status >= 100 && head.status < 200);
+  const bool upstream_len = head.content_length.has_value() && !head.chunked;
+  const bool close_delimited = !no_body && !upstream_len && !head.chunked;
+  bool chunk_to_client = false;
+  if (!no_body && !upstream_len) {
+    if (info_.http_minor >= 1 && !http09_)
+      chunk_to_client = true;
+    else
+      keep_alive_ = false;  // HTTP/1.0 client: the end of the body is the close
+  }
+  if (w_.draining || settings().keepalive_timeout.value_or(std::chrono::seconds(75)).count() == 0)
+    keep_alive_ = false;
+  write_response_head(head, status, override_status, chunk_to_client);
   upc.in.consume(head.size);
   bool upstream_reusable = !head.connection_close && head.minor >= 1;
   if (const std::string* c = find_header(up.headers, "connection");
@@ -1460,6 +1551,17 @@ awaitable<bool> session::proxy_request(routing::decision& d, int override_status
     co_return keep_alive_;
   }
 
+  co_return co_await relay_unbuffered(d, head, no_body, chunk_to_client, close_delimited,
+                                      upstream_reusable);
+}
+
+// proxy_buffering off: the head in out_, then each piece of the body is written to the client
+// before the next is read. True: the connection serves the next request.
+awaitable<bool> session::relay_unbuffered(const routing::decision& d,
+                                          const http::response_head& head, bool no_body,
+                                          bool chunk_to_client, bool close_delimited,
+                                          bool upstream_reusable) {
+  auto& upc = *s_->upstream;
   // The head goes out with the first piece of the body when that is already here (one write
   // for a small response).
   bool head_pending = true;
@@ -1913,6 +2015,7 @@ void start_session(worker_context& w, tcp::socket socket, const tcp::endpoint* p
   worker_counters::add(w.counters.active, int64_t{1});
   error_code ec;
   socket.set_option(tcp::no_delay(true), ec);
+  socket.non_blocking(true, ec);  // for send_now
   auto state = std::make_shared<connection_state>(w, std::move(socket));
   if (peer) state->peer = *peer;
   if (local) state->local = *local;

@@ -103,7 +103,8 @@ struct worker_counters {
 
 struct worker_context {
   explicit worker_context(int idx) : index(idx) {}
-  asio::io_context io{1};
+  // Sockets and timers are used from this thread only (others just post): no reactor I/O locks.
+  asio::io_context io{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   int index = 0;
   std::shared_ptr<const runtime> rt;  // the config new connections use
   int connections = 0;                // client and upstream sockets open
