@@ -185,6 +185,7 @@ struct connection_state {
   asio::steady_timer timer;
   clock::time_point deadline = clock::time_point::max();
   bool timed_out = false;
+  bool idle_wait = false;  // waiting for the next request (its timeout still ends TLS cleanly)
   bool finished = false;
 
   duration shortest = duration::max();  // the shortest timeout this connection has armed
@@ -704,7 +705,8 @@ awaitable<bool> session::discard_body() {
 // (briefly) so the kernel does not reset the connection before the client reads the answer.
 awaitable<void> session::linger() {
   error_code ec;
-  // On a TLS connection the bytes are dropped undecrypted: only the socket matters here.
+  // On a TLS connection close_notify goes first; then the bytes are dropped undecrypted.
+  if (s_->tls) s_->tls->shutdown_now();
   tcp::socket& sock = s_->sock();
   sock.shutdown(tcp::socket::shutdown_send, ec);
   if (ec) co_return;
@@ -924,6 +926,9 @@ void session::release_upstream(bool reusable) {
     }
   }
   error_code ec;
+  // close_notify to a connection that is not kept, as nginx (one leaving the keep-alive cache
+  // later just closes: nginx's no_send_shutdown there).
+  if (up->tls) up->tls->shutdown_now();
   up->tls.reset();
   up->socket.close(ec);
   up->in.consume(up->in.size());
@@ -1962,11 +1967,13 @@ awaitable<void> session::run_session() {
         w_.idle_clients.insert(&sock);
       error_code ec;
       // OpenSSL may hold the next request already (read with the last one).
+      s_->idle_wait = true;
       if (!s_->tls || !s_->tls->buffered())
         std::tie(ec) = co_await sock.async_wait(tcp::socket::wait_read, use_nothrow);
       idle_node_ = w_.idle_clients.extract(&sock);
       s_->disarm();
-      if (ec) break;
+      if (ec) break;  // idle_wait stays set: a keep-alive timeout closes as nginx does
+      s_->idle_wait = false;
     }
     status_ = 0;
     body_bytes_sent_ = 0;
@@ -2031,6 +2038,9 @@ void start_session(worker_context& w, tcp::socket socket, const tcp::endpoint* p
         state->finished = true;
         state->timer.cancel();
         error_code ignored;
+        // close_notify, except after a timeout inside a request (nginx's quiet shutdown).
+        if (state->tls && (!state->timed_out || state->idle_wait)) state->tls->shutdown_now();
+        if (state->upstream && state->upstream->tls) state->upstream->tls->shutdown_now();
         if (state->sock().is_open()) {
           state->sock().close(ignored);
           --state->w.connections;

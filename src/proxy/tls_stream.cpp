@@ -43,6 +43,7 @@ tls_connection::step tls_connection::classify(int rc, error_code& ec) {
     case SSL_ERROR_SYSCALL:
       if (errno == EAGAIN || errno == EWOULDBLOCK) return step::want_read;
       if (ERR_peek_error() == 0 && errno == 0) {
+        truncated_ = true;
         ec = asio::ssl::error::stream_truncated;  // TCP ended without close_notify
         return step::eof;
       }
@@ -84,7 +85,18 @@ tls_connection::step tls_connection::write_now(const void* p, size_t n, error_co
   errno = 0;
   size_t wrote = 0;
   const int rc = SSL_write_ex(ssl_, p, n, &wrote);
-  return rc == 1 ? step::done : classify(rc, ec);
+  const step s = rc == 1 ? step::done : classify(rc, ec);
+  writing_ = s == step::want_read || s == step::want_write;
+  return s;
+}
+
+void tls_connection::shutdown_now() {
+  if (!clean_ || truncated_ || writing_ || SSL_in_init(ssl_) || !socket_->is_open() ||
+      (SSL_get_shutdown(ssl_) & SSL_SENT_SHUTDOWN))
+    return;
+  ERR_clear_error();
+  errno = 0;
+  if (SSL_shutdown(ssl_) < 0) ERR_clear_error();  // the socket buffer is full or the peer gone
 }
 
 asio::awaitable<tls_connection::error_code> tls_connection::handshake() {
@@ -128,6 +140,7 @@ asio::awaitable<std::tuple<tls_connection::error_code, size_t>> tls_connection::
     pieces = std::span<const asio::const_buffer>(&joined, 1);
   }
   error_code ec;
+  writing_ = true;
   for (const auto& b : pieces) {
     const char* p = static_cast<const char*>(b.data());
     size_t left = b.size();
@@ -147,6 +160,7 @@ asio::awaitable<std::tuple<tls_connection::error_code, size_t>> tls_connection::
     }
     if (ec) break;
   }
+  writing_ = false;
   gather_ = std::string();  // an idle connection keeps no buffer
   co_return std::tuple{ec, ec ? size_t{0} : total};
 }

@@ -42,6 +42,11 @@ class tls_connection {
   // same bytes, as OpenSSL requires).
   step write_now(const void* p, size_t n, error_code& ec);
 
+  // Sends close_notify once, not waiting for the peer's (nginx's ssl shutdown on close): only on
+  // a connection whose handshake finished, with no TLS error, no write half done and a peer
+  // that did not just drop TCP. Call it before the socket closes.
+  void shutdown_now();
+
   boost::asio::awaitable<error_code> handshake();
   // Some bytes (waiting for them); eof when the peer closed (with or without close_notify:
   // the latter as boost::asio::ssl::error::stream_truncated).
@@ -57,8 +62,10 @@ class tls_connection {
 
   boost::asio::ip::tcp::socket* socket_;
   SSL* ssl_;
-  std::string gather_;  // small buffers joined for one SSL_write; empty between writes
-  bool clean_ = false;  // handshake done and no TLS error since
+  std::string gather_;      // small buffers joined for one SSL_write; empty between writes
+  bool clean_ = false;      // handshake done and no TLS error since
+  bool truncated_ = false;  // the peer's TCP ended without close_notify
+  bool writing_ = false;    // an SSL_write wants to be called again with the same bytes
 };
 
 }  // namespace wsgate::proxy

@@ -213,6 +213,8 @@ struct tunnel final : tunnel_handle, ring_user, std::enable_shared_from_this<tun
           }
           wake(p, asio::error::operation_aborted);
         }
+      for (int p = 0; p < 2; ++p)
+        if (tls[p]) tls[p]->shutdown_now();
       peer(0).close(ec);
       peer(1).close(ec);
       if (tls_gate) tls_gate->cancel();
@@ -813,6 +815,7 @@ asio::awaitable<void> relay(std::shared_ptr<tunnel> t, int dir, std::string pend
       // Half-close: the peer finished sending; the other direction may still run.
       t->ended[dir] = true;
       if (!t->ended_by) t->ended_by = dir == 0 ? "client closed" : "upstream closed";
+      if (write_tls) write_tls->shutdown_now();  // TLS says so first: close_notify
       to.shutdown(tcp::socket::shutdown_send, ec);
       if (--t->open_directions == 0) t->close_all(t->leaving ? "going away" : t->ended_by);
       co_return;

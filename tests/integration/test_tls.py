@@ -60,12 +60,17 @@ def fill(conf, **values):
     return conf
 
 
-def tls_connect(port, sni="a.test", ctx=None):
-    """A TLS connection to 127.0.0.1:port with `sni` as server_hostname (None: no SNI)."""
+def tls_connect(port, sni="a.test", ctx=None, ragged_eofs=True):
+    """A TLS connection to 127.0.0.1:port with `sni` as server_hostname (None: no SNI);
+    ragged_eofs=False: a TCP end without close_notify raises instead of reading as the end."""
     ctx = ctx or PKI.client_context()
+    if not ragged_eofs:
+        # Debian's Python sets this by default: a TCP end without close_notify would then read
+        # as a proper end.
+        ctx.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
     raw = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
     try:
-        return ctx.wrap_socket(raw, server_hostname=sni)
+        return ctx.wrap_socket(raw, server_hostname=sni, suppress_ragged_eofs=ragged_eofs)
     except BaseException:
         raw.close()
         raise
@@ -76,6 +81,24 @@ def tls_exchange(port, data, sni="a.test", ctx=None):
     with tls_connect(port, sni, ctx) as s:
         s.sendall(data)
         return recv_to_close(s)
+
+
+def how_it_ends(sock):
+    """Reads `sock` (ragged_eofs=False) to its end: (bytes read, "close_notify" when the server
+    ended TLS properly, "truncated" when its TCP ended without close_notify)."""
+    data = b""
+    try:
+        while True:
+            d = sock.recv(65536)
+            if not d:
+                return data, "close_notify"
+            data += d
+    except ssl.SSLEOFError:
+        return data, "truncated"
+    except ssl.SSLError as e:
+        if "UNEXPECTED_EOF" in str(e) or "EOF occurred" in str(e):
+            return data, "truncated"
+        raise
 
 
 def get(host, target="/", extra=""):
@@ -396,6 +419,69 @@ server { listen 127.0.0.1:PORT ssl; server_name a.test;
             return r.returncode, received
 
         self.assert_same(self.each_proxy(self.CONF.replace("UP", str(up.port)), observe))
+
+
+class CloseNotify(TlsCase):
+    """How the proxy ends a TLS connection: with close_notify (a TLS client that reads a
+    response to the connection's end, as curl does for one without a length, otherwise reports
+    "unexpected eof"), whether the response asked for the close, keepalive_timeout ran out or a
+    wss tunnel ended."""
+    CONF = """
+server { listen 127.0.0.1:PORT ssl; server_name a.test; keepalive_timeout 1s;
+  ssl_certificate CERT_A; ssl_certificate_key KEY_A;
+  location = /text { return 200 "text\\n"; }
+  location / { proxy_pass http://127.0.0.1:UP; }
+  location /ws { proxy_pass http://127.0.0.1:UP; proxy_http_version 1.1;
+    proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade"; } }
+"""
+
+    def conf(self):
+        return self.CONF.replace("UP", str(self.upstream().port))
+
+    def test_connection_close(self):
+        def observe(proxy, ports):
+            seen = []
+            for target in ("/text", "/proxied"):
+                with tls_connect(ports[0], ragged_eofs=False) as s:
+                    s.sendall(get("a.test", target))
+                    data, end = how_it_ends(s)
+                self.assertTrue(data.startswith(b"HTTP/1.1 200"), data[:100])
+                seen.append((target, end))
+            self.assertEqual(seen, [("/text", "close_notify"), ("/proxied", "close_notify")])
+            return seen
+
+        self.assert_same(self.each_proxy(self.conf(), observe))
+
+    def test_keepalive_timeout(self):
+        def observe(proxy, ports):
+            with tls_connect(ports[0], ragged_eofs=False) as s:
+                s.sendall(b"GET /text HTTP/1.1\r\nHost: a.test\r\n\r\n")
+                (status, _, body), rest = read_response(s)
+                started = time.monotonic()
+                data, end = how_it_ends(s)  # keepalive_timeout 1s closes it
+                waited = time.monotonic() - started
+            self.assertEqual((status, body, rest + data), (200, b"text\n", b""))
+            self.assertGreater(waited, 0.5)
+            self.assertEqual(end, "close_notify")
+            return status, end
+
+        self.assert_same(self.each_proxy(self.conf(), observe))
+
+    def test_wss_tunnel_end(self):
+        def observe(proxy, ports):
+            with tls_connect(ports[0], ragged_eofs=False) as s:
+                reader = ws_handshake(s)
+                s.sendall(ws_frame(1, b"hi"))
+                self.assertEqual(reader.message(), (1, b"hi"))
+                s.sendall(ws_frame(8, struct.pack("!H", 1000)))
+                fin, opcode, _ = reader.frame()
+                self.assertEqual((fin, opcode), (True, 8))
+                data, end = how_it_ends(s)
+            self.assertEqual(data, b"")
+            self.assertEqual(end, "close_notify")
+            return end
+
+        self.assert_same(self.each_proxy(self.conf(), observe))
 
 
 @unittest.skipUnless(HAVE_NGINX, "Debian's nginx is not installed")

@@ -13,6 +13,7 @@ nginx expectation holds."""
 import base64
 import hashlib
 import os
+import signal
 import socket
 import ssl
 import struct
@@ -67,6 +68,9 @@ class TlsUpstream:
         # each connection should show what the proxy asked for itself.
         self.ctx.num_tickets = 0
         self.ctx.options |= ssl.OP_NO_TICKET
+        # Debian's Python sets this by default, and a TCP end without close_notify then reads as
+        # a proper end: cleared, so that the two differ.
+        self.ctx.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
         if maximum is not None:
             self.ctx.maximum_version = maximum
         self._tls = threading.local()  # the SNI callback runs in the handshaking thread
@@ -93,7 +97,7 @@ class TlsUpstream:
                 return
             with self.lock:
                 record = {"n": len(self.connections) + 1, "sni": None, "version": None,
-                          "resumed": None, "error": None, "requests": []}
+                          "resumed": None, "error": None, "requests": [], "end": None}
                 self.connections.append(record)
                 self.socks.append(raw)
             threading.Thread(target=self._serve, args=(raw, record), daemon=True).start()
@@ -104,7 +108,8 @@ class TlsUpstream:
         s = raw  # wrap_socket detaches `raw`: the TLS socket is the one to close
         try:
             try:
-                s = self.ctx.wrap_socket(raw, server_side=True)
+                # A TCP end without close_notify raises (recorded as "truncated").
+                s = self.ctx.wrap_socket(raw, server_side=True, suppress_ragged_eofs=False)
             except (ssl.SSLError, OSError) as e:
                 record["sni"] = self._tls.sni
                 record["error"] = str(e)
@@ -146,6 +151,7 @@ class TlsUpstream:
         except (ssl.SSLError, OSError, ValueError) as e:
             record["error"] = record["error"] or str(e)
         finally:
+            record["end"] = getattr(s, "how_it_ended", "closed here")
             try:
                 s.close()
             except OSError:
@@ -153,9 +159,28 @@ class TlsUpstream:
 
     @staticmethod
     def _recv(s):
+        """Bytes, or b"" at the end; how the proxy ended the connection goes on `s`:
+        "close_notify" or "truncated" (TCP ended without it)."""
         try:
-            return s.recv(65536)
-        except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError, socket.timeout):
+            d = s.recv(65536)
+            if not d:
+                s.how_it_ended = "close_notify"
+            return d
+        except ssl.SSLEOFError:
+            s.how_it_ended = "truncated"
+            return b""
+        except ssl.SSLError as e:
+            if "UNEXPECTED_EOF" not in str(e):
+                raise
+            s.how_it_ended = "truncated"  # (as OpenSSL 3 words it)
+            return b""
+        except ssl.SSLZeroReturnError:  # close_notify, as Python reports it now and then
+            s.how_it_ended = "close_notify"
+            return b""
+        except ConnectionResetError:
+            s.how_it_ended = "reset"
+            return b""
+        except socket.timeout:
             return b""
 
     def _read_head(self, s, buf):
@@ -527,6 +552,45 @@ server { listen 127.0.0.1:PORT; server_name a.test;
             return bodies, [r["line"] for r in reqs], len(up.connections)
 
         self.assert_same(self.each_proxy(self.CONF, observe, UP={}))
+
+
+class CloseNotify(TlsUpstreamCase):
+    """How the proxy ends a TLS connection to the upstream: with close_notify after a response
+    when the connection is not kept (no keepalive in an upstream{}); a keep-alive connection
+    leaving the cache (here at QUIT) is just closed, as nginx does."""
+    CONF = """
+upstream backend { server 127.0.0.1:UP2; keepalive 4; }
+server { listen 127.0.0.1:PORT; server_name a.test;
+  location /direct { proxy_pass https://127.0.0.1:UP; proxy_http_version 1.1;
+    proxy_set_header Connection ""; }
+  location /kept { proxy_pass https://backend; proxy_http_version 1.1;
+    proxy_set_header Connection ""; } }
+"""
+
+    @staticmethod
+    def ends(up, timeout=TIMEOUT):
+        """How each upstream connection ended, once all have."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(c["end"] is None for c in up.connections):
+            time.sleep(0.02)
+        return [c["end"] for c in up.connections]
+
+    def test_closed_connections_end_with_close_notify(self):
+        def observe(name, proxy, ups):
+            st, _, body = one_response(proxy.port, get("/direct"))
+            self.assertEqual((st, body), (200, b"conn=1 req=1 GET /direct body=0\n"))
+            direct = self.ends(ups["UP"])
+            st, _, body = one_response(proxy.port, get("/kept"))
+            self.assertEqual((st, body), (200, b"conn=1 req=1 GET /kept body=0\n"))
+            # QUIT: the proxy closes its idle keep-alive connection and exits.
+            proxy.proc.send_signal(signal.SIGQUIT)
+            proxy.proc.wait(timeout=TIMEOUT)
+            kept = self.ends(ups["UP2"])
+            # A connection leaving the cache just closes (nginx's keepalive close: no alert).
+            self.assertEqual((direct, kept), (["close_notify"], ["truncated"]))
+            return direct, kept
+
+        self.assert_same(self.each_proxy(self.CONF, observe, UP={}, UP2={}))
 
 
 # ---- 5. WebSocket to a TLS backend --------------------------------------------------------------
