@@ -1069,6 +1069,17 @@ void h_proxy_ssl_trusted_certificate(S& st, const T& s) {
   ls.proxy_ssl_trusted_certificate = full_name(st.conf_prefix, arg(s, 1));
   ls.proxy_ssl_trusted_certificate_where = st.here(s.line);
 }
+void h_proxy_ssl_certificate(S& st, const T& s) {
+  auto& ls = settings(st);
+  if (ls.proxy_ssl_certificate) duplicate(st, s);
+  ls.proxy_ssl_certificate = full_name(st.conf_prefix, arg(s, 1));
+  ls.proxy_ssl_certificate_where = st.here(s.line);
+}
+void h_proxy_ssl_certificate_key(S& st, const T& s) {
+  auto& ls = settings(st);
+  if (ls.proxy_ssl_certificate_key) duplicate(st, s);
+  ls.proxy_ssl_certificate_key = full_name(st.conf_prefix, arg(s, 1));
+}
 void h_proxy_ssl_protocols(S& st, const T& s) {
   auto& slot = settings(st).proxy_ssl_protocols;
   if (slot) duplicate(st, s);
@@ -1334,6 +1345,10 @@ std::vector<directive_spec> make_table() {
        h_proxy_ssl_verify_depth, "longest certificate chain accepted (1)"},
       {"proxy_ssl_trusted_certificate", "proxy_ssl_trusted_certificate FILE", ctx_hsl, take1,
        h_proxy_ssl_trusted_certificate, "PEM CA certificates for proxy_ssl_verify"},
+      {"proxy_ssl_certificate", "proxy_ssl_certificate FILE", ctx_hsl, take1,
+       h_proxy_ssl_certificate, "PEM client certificate for https upstreams that ask for one"},
+      {"proxy_ssl_certificate_key", "proxy_ssl_certificate_key FILE", ctx_hsl, take1,
+       h_proxy_ssl_certificate_key, "the private key of proxy_ssl_certificate (PEM)"},
       {"proxy_ssl_protocols", "proxy_ssl_protocols PROTOCOL...", ctx_hsl, take_1more,
        h_proxy_ssl_protocols, "TLS versions offered to an https upstream (TLSv1.2 TLSv1.3)"},
       {"proxy_ssl_ciphers", "proxy_ssl_ciphers CIPHERS", ctx_hsl, take1, h_proxy_ssl_ciphers,

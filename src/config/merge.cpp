@@ -41,7 +41,10 @@ void apply_defaults(location_settings& s, const main_settings& main) {
   fallback(s.proxy_ssl_verify, false);
   fallback(s.proxy_ssl_verify_depth, 1);
   fallback(s.proxy_ssl_trusted_certificate, std::string());
-  // nginx 1.22 also offers TLSv1 and TLSv1.1 (OpenSSL 3 refuses them at its default level).
+  fallback(s.proxy_ssl_certificate, std::string());
+  fallback(s.proxy_ssl_certificate_key, std::string());
+  // nginx 1.22's default is TLSv1 TLSv1.1 TLSv1.2 (OpenSSL 3 refuses the first two at its default
+  // level); TLSv1.3 joined nginx's default in 1.23.4, and is offered here.
   fallback(s.proxy_ssl_protocols, std::vector<std::string>{"TLSv1.2", "TLSv1.3"});
   fallback(s.proxy_ssl_ciphers, std::string("DEFAULT"));
   fallback(s.proxy_ssl_session_reuse, true);
@@ -98,6 +101,11 @@ void merge_settings(location_settings& in, const location_settings& out) {
     in.proxy_ssl_trusted_certificate = out.proxy_ssl_trusted_certificate;
     in.proxy_ssl_trusted_certificate_where = out.proxy_ssl_trusted_certificate_where;
   }
+  if (!in.proxy_ssl_certificate) {
+    in.proxy_ssl_certificate = out.proxy_ssl_certificate;
+    in.proxy_ssl_certificate_where = out.proxy_ssl_certificate_where;
+  }
+  inherit(in.proxy_ssl_certificate_key, out.proxy_ssl_certificate_key);
   inherit(in.proxy_ssl_protocols, out.proxy_ssl_protocols);
   inherit(in.proxy_ssl_ciphers, out.proxy_ssl_ciphers);
   inherit(in.proxy_ssl_session_reuse, out.proxy_ssl_session_reuse);

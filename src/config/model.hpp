@@ -145,6 +145,9 @@ struct location_settings {
   std::optional<int> proxy_ssl_verify_depth;                 // 1
   std::optional<std::string> proxy_ssl_trusted_certificate;  // "": none
   std::optional<source_loc> proxy_ssl_trusted_certificate_where;
+  std::optional<std::string> proxy_ssl_certificate;  // "": none (a client certificate)
+  std::optional<source_loc> proxy_ssl_certificate_where;
+  std::optional<std::string> proxy_ssl_certificate_key;         // "": none
   std::optional<std::vector<std::string>> proxy_ssl_protocols;  // TLSv1.2 TLSv1.3
   std::optional<std::string> proxy_ssl_ciphers;                 // DEFAULT
   std::optional<bool> proxy_ssl_session_reuse;                  // on

@@ -1,6 +1,7 @@
 #include "tls/context.hpp"
 
 #include <openssl/err.h>
+#include <openssl/x509.h>
 
 #include <algorithm>
 
@@ -50,6 +51,33 @@ std::string take_errors() {
   return out;
 }
 
+// A certificate chain and its key into `c`, in nginx's words (`at`: the directive's place).
+bool use_pair(SSL_CTX* c, const std::string& cert, const std::string& key, const std::string& at,
+              std::string& error) {
+  if (SSL_CTX_use_certificate_chain_file(c, cert.c_str()) != 1) {
+    error = "cannot load certificate \"" + cert + "\"" + take_errors() + at +
+            "; check the path and that the file holds a PEM certificate";
+    return false;
+  }
+  if (SSL_CTX_use_PrivateKey_file(c, key.c_str(), SSL_FILETYPE_PEM) != 1) {
+    // A key that loads but belongs to another certificate fails here too (nginx, which reads
+    // the key first, reports it from SSL_CTX_use_PrivateKey).
+    if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)
+      error = "SSL_CTX_use_PrivateKey(\"" + key + "\") failed" + take_errors() + at +
+              "; the key does not belong to \"" + cert + "\": name the matching pair";
+    else
+      error = "cannot load certificate key \"" + key + "\"" + take_errors() + at +
+              "; check the path and that the file holds a PEM private key";
+    return false;
+  }
+  if (SSL_CTX_check_private_key(c) != 1) {
+    error = "SSL_CTX_use_PrivateKey(\"" + key + "\") failed" + take_errors() + at +
+            "; the key does not belong to \"" + cert + "\": name the matching pair";
+    return false;
+  }
+  return true;
+}
+
 context make_server_context(const config::server& srv, std::string& error) {
   const auto& s = srv.ssl;
   ERR_clear_error();
@@ -74,22 +102,8 @@ context make_server_context(const config::server& srv, std::string& error) {
             "; write an OpenSSL cipher list such as `ssl_ciphers HIGH:!aNULL:!MD5;`";
     return nullptr;
   }
-  if (SSL_CTX_use_certificate_chain_file(c, s.certificate.c_str()) != 1) {
-    error = "cannot load certificate \"" + s.certificate + "\"" + take_errors() + at +
-            "; check the path and that the file holds a PEM certificate";
-    return nullptr;
-  }
   const std::string& key = s.certificate_key.empty() ? s.certificate : s.certificate_key;
-  if (SSL_CTX_use_PrivateKey_file(c, key.c_str(), SSL_FILETYPE_PEM) != 1) {
-    error = "cannot load certificate key \"" + key + "\"" + take_errors() + at +
-            "; check the path and that the file holds a PEM private key";
-    return nullptr;
-  }
-  if (SSL_CTX_check_private_key(c) != 1) {
-    error = "SSL_CTX_use_PrivateKey(\"" + key + "\") failed" + take_errors() + at +
-            "; the key does not belong to \"" + s.certificate + "\": name the matching pair";
-    return nullptr;
-  }
+  if (!use_pair(c, s.certificate, key, at, error)) return nullptr;
   return ctx;
 }
 
@@ -132,6 +146,19 @@ context make_client_context(const config::location_settings& s, std::string& err
     error = "SSL_CTX_load_verify_locations(\"" + trusted + "\") failed" + take_errors() + at +
             "; check the path and that the file holds PEM CA certificates";
     return nullptr;
+  }
+  // A client certificate for upstreams that ask for one.
+  const std::string cert = s.proxy_ssl_certificate.value_or("");
+  if (!cert.empty()) {
+    const std::string cert_at =
+        s.proxy_ssl_certificate_where ? where(*s.proxy_ssl_certificate_where) : "";
+    const std::string key = s.proxy_ssl_certificate_key.value_or("");
+    if (key.empty()) {
+      error = "no \"proxy_ssl_certificate_key\" is defined for certificate \"" + cert + "\"" +
+              cert_at + "; add `proxy_ssl_certificate_key FILE;` naming its private key";
+      return nullptr;
+    }
+    if (!use_pair(c, cert, key, cert_at, error)) return nullptr;
   }
   return ctx;
 }

@@ -5,7 +5,9 @@ the SNI, the negotiated protocol and every request. Covered: GET and a 50 KB POS
 $proxy_host as Host and no SNI by default, proxy_ssl_server_name/proxy_ssl_name choosing the SNI,
 proxy_ssl_verify against the right CA, another CA and a wrong name, keep-alive TLS connections
 to the upstream reused across client connections, a WebSocket tunnel to a TLS backend,
-proxy_ssl_protocols refusing a TLSv1.2-only backend, and `-t` on a missing trusted CA file.
+proxy_ssl_protocols refusing a TLSv1.2-only backend, a client certificate (proxy_ssl_certificate)
+for a backend that requires one, how the proxy ends its TLS connections (close_notify), and `-t`
+on a missing trusted CA file and a client certificate without its key or with another's.
 
 Each behaviour is checked on nginx first, then on wsgate (one subTest per proxy, each with fresh
 upstreams), then the two observations are compared: a wsgate failure never hides whether the
@@ -42,6 +44,7 @@ def setUpModule():
     OTHER_PKI = TestPki()
     CERTS["good"] = PKI.leaf("backend.test")
     CERTS["other-ca"] = OTHER_PKI.leaf("backend.test")
+    CERTS["client"] = PKI.leaf("proxy-client", usage="clientAuth")
 
 
 def tearDownModule():
@@ -61,9 +64,12 @@ class TlsUpstream:
     test sees which requests shared a connection. `Upgrade: websocket` gets a 101 and then an
     echo of every frame (unmasked), Close answered with Close."""
 
-    def __init__(self, cert="good", maximum=None):
+    def __init__(self, cert="good", maximum=None, client_cert=False):
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(*CERTS[cert])
+        if client_cert:  # a client must present a certificate of PKI's CA
+            self.ctx.verify_mode = ssl.CERT_REQUIRED
+            self.ctx.load_verify_locations(PKI.ca)
         # No resumption: OpenSSL reports a resumed session's original SNI, not the one sent, and
         # each connection should show what the proxy asked for itself.
         self.ctx.num_tickets = 0
@@ -97,7 +103,8 @@ class TlsUpstream:
                 return
             with self.lock:
                 record = {"n": len(self.connections) + 1, "sni": None, "version": None,
-                          "resumed": None, "error": None, "requests": [], "end": None}
+                          "resumed": None, "error": None, "requests": [], "end": None,
+                          "client": None}
                 self.connections.append(record)
                 self.socks.append(raw)
             threading.Thread(target=self._serve, args=(raw, record), daemon=True).start()
@@ -116,6 +123,8 @@ class TlsUpstream:
                 return
             record["sni"] = self._tls.sni
             record["version"] = s.version()
+            peer = s.getpeercert()
+            record["client"] = dict(x[0] for x in peer["subject"])["commonName"] if peer else None
             record["resumed"] = s.session_reused
             with self.lock:
                 self.socks.append(s)
@@ -350,8 +359,8 @@ def fill(conf, **values):
 
 @unittest.skipUnless(HAVE_NGINX, "Debian's nginx is not installed")
 class TlsUpstreamCase(WsgateCase):
-    def tls_upstream(self, cert="good", maximum=None):
-        u = TlsUpstream(cert, maximum)
+    def tls_upstream(self, cert="good", maximum=None, client_cert=False):
+        u = TlsUpstream(cert, maximum, client_cert)
         self.cleanups.append(u.stop)
         return u
 
@@ -593,6 +602,37 @@ server { listen 127.0.0.1:PORT; server_name a.test;
         self.assert_same(self.each_proxy(self.CONF, observe, UP={}, UP2={}))
 
 
+class ClientCertificate(TlsUpstreamCase):
+    """proxy_ssl_certificate/proxy_ssl_certificate_key: an upstream that requires a client
+    certificate gets the configured one (inherited from the server level); a server without
+    one is refused by it (502)."""
+    CONF = """
+server { listen 127.0.0.1:PORT; server_name a.test;
+  proxy_ssl_certificate CLIENT_CERT; proxy_ssl_certificate_key CLIENT_KEY;
+  location / { proxy_pass https://127.0.0.1:UP; } }
+server { listen 127.0.0.1:PORT; server_name b.test;
+  location / { proxy_pass https://127.0.0.1:UP; } }
+"""
+
+    def test_upstream_requiring_a_client_certificate(self):
+        conf = self.CONF.replace("CLIENT_CERT", CERTS["client"][0]).replace(
+            "CLIENT_KEY", CERTS["client"][1])
+
+        def observe(name, proxy, ups):
+            up = ups["UP"]
+            st1, _, body1 = one_response(proxy.port, get("/with"))
+            st2, _, _ = one_response(proxy.port, get("/without", host="b.test"))
+            clients = [c["client"] for c in up.connections if c["requests"]]
+            refused = [c for c in up.connections if not c["requests"]]
+            self.assertEqual((st1, body1, clients), (200, b"conn=1 req=1 GET /with body=0\n",
+                                                      ["proxy-client"]))
+            self.assertEqual(st2, 502)
+            self.assertTrue(refused and refused[-1]["error"], up.connections)
+            return st1, clients, st2
+
+        self.assert_same(self.each_proxy(conf, observe, UP={"client_cert": True}))
+
+
 # ---- 5. WebSocket to a TLS backend --------------------------------------------------------------
 
 class WebSocket(TlsUpstreamCase):
@@ -684,25 +724,38 @@ class ConfigTest(unittest.TestCase):
             w = subprocess.run([WSGATE, "-t", "-c", conf], capture_output=True, text=True, timeout=30)
             return (n.returncode, n.stdout + n.stderr), (w.returncode, w.stdout + w.stderr)
 
+    def both_fail(self, location, nginx_says, wsgate_says):
+        """nginx -t and wsgate -t both refuse `location`, saying what each is expected to."""
+        (nrc, nout), (wrc, wout) = self.check(location)
+        self.assertNotEqual(nrc, 0, nout)
+        self.assertIn(nginx_says, nout)
+        with self.subTest(proxy="wsgate"):
+            self.assertNotEqual(wrc, 0, wout)
+            self.assertIn(wsgate_says, wout)
+
     def test_missing_trusted_certificate_file(self):
         missing = os.path.join(PKI.dir, "no-such-ca.pem")
-        (nrc, nout), (wrc, wout) = self.check(
-            f"location / {{ proxy_pass https://127.0.0.1:9; proxy_ssl_verify on;\n"
-            f"  proxy_ssl_trusted_certificate {missing}; }}")
-        self.assertNotEqual(nrc, 0, nout)
-        self.assertIn(f'SSL_CTX_load_verify_locations("{missing}") failed', nout)
-        with self.subTest(proxy="wsgate"):
-            self.assertNotEqual(wrc, 0, wout)
-            self.assertIn(missing, wout)
+        self.both_fail(f"location / {{ proxy_pass https://127.0.0.1:9; proxy_ssl_verify on;\n"
+                       f"  proxy_ssl_trusted_certificate {missing}; }}",
+                       f'SSL_CTX_load_verify_locations("{missing}") failed', missing)
 
     def test_verify_without_trusted_certificate(self):
-        (nrc, nout), (wrc, wout) = self.check(
-            "location / { proxy_pass https://127.0.0.1:9; proxy_ssl_verify on; }")
-        self.assertNotEqual(nrc, 0, nout)
-        self.assertIn("no proxy_ssl_trusted_certificate for proxy_ssl_verify", nout)
-        with self.subTest(proxy="wsgate"):
-            self.assertNotEqual(wrc, 0, wout)
-            self.assertIn("proxy_ssl_trusted_certificate", wout)
+        self.both_fail("location / { proxy_pass https://127.0.0.1:9; proxy_ssl_verify on; }",
+                       "no proxy_ssl_trusted_certificate for proxy_ssl_verify",
+                       "proxy_ssl_trusted_certificate")
+
+    def test_client_certificate_without_key(self):
+        cert = CERTS["client"][0]
+        says = f'no "proxy_ssl_certificate_key" is defined for certificate "{cert}"'
+        self.both_fail(
+            f"location / {{ proxy_pass https://127.0.0.1:9; proxy_ssl_certificate {cert}; }}",
+            says, says)
+
+    def test_client_key_not_matching(self):
+        cert, key = CERTS["client"][0], CERTS["good"][1]
+        says = f'SSL_CTX_use_PrivateKey("{key}") failed'
+        self.both_fail(f"location / {{ proxy_pass https://127.0.0.1:9; proxy_ssl_certificate {cert};\n"
+                       f"  proxy_ssl_certificate_key {key}; }}", says, says)
 
     def test_valid_trusted_certificate_passes(self):
         (nrc, nout), (wrc, wout) = self.check(

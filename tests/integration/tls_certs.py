@@ -32,9 +32,10 @@ class TestPki:
              cwd=self.dir)
         self._serial = 1
 
-    def leaf(self, name, dns=(), ips=()):
-        """Issues a certificate for CN=`name` with `name`, `dns` and `ips` as subjectAltNames;
-        returns (certificate path, key path)."""
+    def leaf(self, name, dns=(), ips=(), usage="serverAuth"):
+        """Issues a certificate for CN=`name` with `name`, `dns` and `ips` as subjectAltNames
+        (`usage`: its extendedKeyUsage, "clientAuth" for a client's); returns (certificate path,
+        key path)."""
         cert = os.path.join(self.dir, f"{name}.pem")
         key = os.path.join(self.dir, f"{name}.key")
         csr = os.path.join(self.dir, f"{name}.csr")
@@ -42,7 +43,7 @@ class TestPki:
         sans = [f"DNS:{n}" for n in (name, *dns)] + [f"IP:{a}" for a in ips]
         with open(ext, "w") as f:
             f.write(f"subjectAltName={','.join(sans)}\nbasicConstraints=CA:FALSE\n"
-                    "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
+                    f"keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage={usage}\n")
         _run("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj",
              f"/CN={name}", cwd=self.dir)
         self._serial += 1
