@@ -5,28 +5,31 @@
 # wsgate's request path saves. It leaves out the kernel's share (~70% of either proxy's CPU per
 # request on loopback: bench/run.sh and bench/http-pairs.sh measure the whole).
 #
-#   bench/instructions.sh [-n N] [--ws] [--proxies "nginx wsgate"] [--wsgate BINARY]
+#   bench/instructions.sh [-n N] [--ws] [--handshake] [--proxies "nginx wsgate"] [--wsgate BINARY]
 #
 # Each proxy runs as one process under `valgrind --tool=callgrind` (nginx with master_process
 # off; wsgate's one worker thread), in front of wsgate-echo with bench/run.sh's config (upstream
 # keepalive, buffering off, access log off). 2,000 warm-up requests first; then the counters are
 # zeroed, N requests (default 20,000, 50 connections) run, and the counters are dumped. With
-# --ws, the same for N WebSocket 64-byte round trips (100 connections, one in flight each).
+# --ws, the same for N WebSocket 64-byte round trips (100 connections, one in flight each); with
+# --handshake, for the WebSocket handshakes of 4 s (50 at a time: connect, upgrade, close).
 # Stops by itself: N requests per proxy and mode, each proxy killed after its dump.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 B=${WSGATE_BUILD_DIR:-$root/build}
 n=20000
 ws=0
+handshake=0
 proxies="nginx wsgate"
 wsgate_bin=$B/src/cli/wsgate
 while (($#)); do
   case $1 in
     -n) n=$2; shift 2 ;;
     --ws) ws=1; shift ;;
+    --handshake) handshake=1; shift ;;
     --proxies) proxies=$2; shift 2 ;;
     --wsgate) wsgate_bin=$2; shift 2 ;;
-    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "instructions.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -85,9 +88,13 @@ C
   for _ in $(seq 150); do (echo >"/dev/tcp/127.0.0.1/$p") 2>/dev/null && break; sleep 0.2; done
   local load=("$B/tools/bench/wsgate-bench" http "http://127.0.0.1:$p/" -c 50)
   [[ $mode == ws ]] && load=("$B/tools/bench/wsgate-bench" ws "ws://127.0.0.1:$p/ws" -c 100 --size 64 --inflight 1)
-  "${load[@]}" -n 2000 >/dev/null 2>&1 || { echo "instructions.sh: $proxy warm-up failed: $(tail -3 "$dir/valgrind.txt")" >&2; return 1; }
+  [[ $mode == handshake ]] && load=("$B/tools/bench/wsgate-bench" handshake "ws://127.0.0.1:$p/ws" -c 50)
+  # Handshake mode runs for a time, not a count: 1 s warm-up, then 4 s measured.
+  local warm=(-n 2000) measure=(-n "$n")
+  [[ $mode == handshake ]] && warm=(-d 1) measure=(-d 4)
+  "${load[@]}" "${warm[@]}" >/dev/null 2>&1 || { echo "instructions.sh: $proxy warm-up failed: $(tail -3 "$dir/valgrind.txt")" >&2; return 1; }
   callgrind_control -z "$pid" >/dev/null 2>&1
-  "${load[@]}" -n "$n" --json >"$dir/load.json" 2>/dev/null
+  "${load[@]}" "${measure[@]}" --json >"$dir/load.json" 2>/dev/null
   callgrind_control -d "$pid" >/dev/null 2>&1
   kill -INT "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
@@ -100,6 +107,7 @@ C
 
 modes=(http)
 ((ws)) && modes+=(ws)
+((handshake)) && modes+=(handshake)
 for mode in "${modes[@]}"; do
   declare -A per=()
   for proxy in $proxies; do
@@ -107,7 +115,8 @@ for mode in "${modes[@]}"; do
     per[$proxy]=$(count "$proxy" "$mode")
     unit="request"
     [[ $mode == ws ]] && unit="round trip"
-    printf '%-8s %-4s %8d user-space instructions per %s\n' "$proxy" "$mode" "${per[$proxy]}" "$unit"
+    [[ $mode == handshake ]] && unit="handshake"
+    printf '%-8s %-9s %8d user-space instructions per %s\n' "$proxy" "$mode" "${per[$proxy]}" "$unit"
   done
   if [[ -n ${per[nginx]:-} && -n ${per[wsgate]:-} ]]; then
     python3 -c "import sys; print(f'wsgate/nginx {sys.argv[1]}: {int(sys.argv[2]) / int(sys.argv[3]):.2f}x')" \

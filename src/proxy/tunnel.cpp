@@ -220,6 +220,8 @@ struct tunnel final : tunnel_handle, ring_user, std::enable_shared_from_this<tun
       if (tls_gate) tls_gate->cancel();
     }
     timer.cancel();
+    w.tunnels.remove(this);
+    if (!error_log_enabled(log_level::info)) return;  // the line below costs more than the close
     const auto lasted = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::system_clock::now() - stats.started);
     log_error(log_level::info,
@@ -231,7 +233,6 @@ struct tunnel final : tunnel_handle, ring_user, std::enable_shared_from_this<tun
                   " frames, pings " + std::to_string(stats.pings_sent) + ", pongs swallowed " +
                   std::to_string(stats.pongs_swallowed) + ", " + std::to_string(lasted.count()) +
                   " ms");
-    w.tunnels.remove(this);
   }
 
   // --- the io_uring relay ----------------------------------------------------------------------
