@@ -55,29 +55,6 @@ constexpr size_t kBodyRead = 16 * 1024;
 constexpr size_t kBodyLimit = 64 * 1024;
 constexpr std::string_view kCrlf = "\r\n";
 
-// One non-blocking sendmsg (the socket is in non-blocking mode): a request or response head
-// usually fits the socket buffer whole, and then no Asio operation, completion post or
-// scheduler trip is needed. False: `rest` holds what the socket did not take (or `ec` failed).
-bool send_now(tcp::socket& s, std::span<const asio::const_buffer> bufs,
-              std::vector<asio::const_buffer>& rest, error_code& ec) {
-  size_t n = s.write_some(bufs, ec);
-  if (ec == asio::error::would_block || ec == asio::error::try_again) {
-    ec.clear();
-    n = 0;
-  }
-  if (ec) return false;
-  if (n == asio::buffer_size(bufs)) return true;
-  for (const auto& b : bufs) {
-    if (n >= b.size()) {
-      n -= b.size();
-      continue;
-    }
-    rest.push_back(b + n);
-    n = 0;
-  }
-  return false;
-}
-
 // The clock formatted once a second per thread: the Date header (GMT) or $time_local.
 template <bool local>
 std::string_view formatted_now() {
@@ -2024,6 +2001,26 @@ awaitable<void> session::run_session() {
 }
 
 }  // namespace
+
+bool send_now(tcp::socket& s, std::span<const asio::const_buffer> bufs,
+              std::vector<asio::const_buffer>& rest, boost::system::error_code& ec) {
+  size_t n = s.write_some(bufs, ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) {
+    ec.clear();
+    n = 0;
+  }
+  if (ec) return false;
+  if (n == asio::buffer_size(bufs)) return true;
+  for (const auto& b : bufs) {
+    if (n >= b.size()) {
+      n -= b.size();
+      continue;
+    }
+    rest.push_back(b + n);
+    n = 0;
+  }
+  return false;
+}
 
 void start_session(worker_context& w, tcp::socket socket, const tcp::endpoint* peer,
                    const tcp::endpoint* local, bool tls) {

@@ -715,31 +715,27 @@ asio::awaitable<void> relay(std::shared_ptr<tunnel> t, int dir, std::string pend
     // Most pieces go whole into a socket with room: written at once, with no suspension and
     // no trip through the scheduler; the rest waits below.
     bool sent = false;
-    if (!t->closed && several.empty() && one.size() > 0 &&
-        !(write_tls && t->control_writing[1 - dir])) {
-      if (write_tls) {
-        const auto st = write_tls->write_now(one.data(), one.size(), ec);
-        sent = st != tls_connection::step::want_read && st != tls_connection::step::want_write;
-        if (st == tls_connection::step::eof) ec = asio::error::broken_pipe;
-        if (!sent) ec = {};
-      } else {
-        const size_t wrote = to.write_some(one, ec);
-        if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {};
-        one += wrote;
-        sent = ec || one.size() == 0;
-      }
+    std::vector<asio::const_buffer> rest;  // what a plain socket did not take at once
+    if (t->closed) {
+      ec = asio::error::operation_aborted;
+      sent = true;
+    } else if (!write_tls) {
+      const auto bufs = several.empty() ? std::span<const asio::const_buffer>(&one, 1)
+                                        : std::span<const asio::const_buffer>(several);
+      sent = send_now(to, bufs, rest, ec) || ec;
+    } else if (several.empty() && !t->control_writing[1 - dir]) {
+      const auto st = write_tls->write_now(one.data(), one.size(), ec);
+      sent = st != tls_connection::step::want_read && st != tls_connection::step::want_write;
+      if (st == tls_connection::step::eof) ec = asio::error::broken_pipe;
+      if (!sent) ec = {};
     }
     if (!sent) {
-      if (t->closed)
-        ec = asio::error::operation_aborted;
-      else if (write_tls && several.empty())
-        std::tie(ec, std::ignore) = co_await write_tls->write(one);
-      else if (write_tls)
-        std::tie(ec, std::ignore) = co_await write_tls->write(several);
+      if (!write_tls)
+        std::tie(ec, std::ignore) = co_await asio::async_write(to, rest, use_nothrow);
       else if (several.empty())
-        std::tie(ec, std::ignore) = co_await asio::async_write(to, one, use_nothrow);
+        std::tie(ec, std::ignore) = co_await write_tls->write(one);
       else
-        std::tie(ec, std::ignore) = co_await asio::async_write(to, several, use_nothrow);
+        std::tie(ec, std::ignore) = co_await write_tls->write(several);
     }
     t->writing[dir] = false;
     t->write_deadline[dir] = clock::time_point::max();

@@ -8,6 +8,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <chrono>
 #include <memory>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -125,6 +126,13 @@ struct worker_context {
   std::vector<worker_context*> peers;
   std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
 };
+
+// One non-blocking sendmsg on a socket in non-blocking mode: what usually fits the socket
+// buffer whole (a request or response head, a relayed piece) goes without an Asio operation,
+// completion post or scheduler trip. False: `rest` holds what the socket did not take, for an
+// async_write (or `ec` says why it failed).
+bool send_now(tcp::socket& s, std::span<const asio::const_buffer> bufs,
+              std::vector<asio::const_buffer>& rest, boost::system::error_code& ec);
 
 // Runs a client connection to its end (requests, then possibly a tunnel). `peer` and `local`,
 // when the caller knows them (accept() gives the peer; a listener on one address is the local
