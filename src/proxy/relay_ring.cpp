@@ -41,8 +41,11 @@ std::unique_ptr<relay_ring> relay_ring::create(boost::asio::io_context& io, std:
     return nullptr;
   }
   r->ring_ok_ = true;
-  if (!(p.features & IORING_FEAT_NODROP) || !(p.features & IORING_FEAT_FAST_POLL)) {
-    why = "io_uring without NODROP/FAST_POLL (kernel too old)";
+  r->msgs_ = std::make_unique<msghdr[]>(kSqEntries);
+  r->iovs_ = std::make_unique<iovec[]>(size_t{kSqEntries} * kMaxIovs);
+  if (!(p.features & IORING_FEAT_NODROP) || !(p.features & IORING_FEAT_FAST_POLL) ||
+      !(p.features & IORING_FEAT_SUBMIT_STABLE)) {
+    why = "io_uring without NODROP/FAST_POLL/SUBMIT_STABLE (kernel too old)";
     return nullptr;
   }
   io_uring_register_ring_fd(&r->ring_);  // optional: saves a file lookup per enter
@@ -122,6 +125,17 @@ io_uring_sqe* relay_ring::sqe(ring_user* u, unsigned tag) {
   return s;
 }
 
+msghdr* relay_ring::msg_scratch(iovec*& iov) {
+  // One per SQE, taken in turn: an SQE not submitted yet is one of the SQ's last kSqEntries, so
+  // its header is one of the last kSqEntries taken and still intact.
+  const unsigned i = msgs_used_++ % kSqEntries;
+  msghdr* m = &msgs_[i];
+  *m = msghdr{};
+  iov = &iovs_[size_t{i} * kMaxIovs];
+  m->msg_iov = iov;
+  return m;
+}
+
 char* relay_ring::take(unsigned bid, unsigned len, unsigned flags) {
   char* data = buffer(bid) + offset_[bid];
   ++slices_[bid];
@@ -196,6 +210,8 @@ void relay_ring::turn() {
       for (auto [u, tag] : starved_) u->on_buffers(tag);
       starved_.clear();
     }
+    for (auto [u, tag] : flush_) u->on_flush(tag);  // only prepares SQEs
+    flush_.clear();
     const bool queued = io_uring_sq_ready(&ring_) > 0;
     const bool kernel_work = (sq_flags(ring_) & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)) != 0;
     if (!queued && !kernel_work) break;

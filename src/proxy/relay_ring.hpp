@@ -31,6 +31,8 @@ class ring_user {
   virtual void on_buffers(unsigned tag) = 0;
   // The turn that submitted an operation registered with check_at_turn_end() is over.
   virtual void on_turn_end(unsigned tag) = 0;
+  // Registered with flush_before_submit(): the ring submits next; queue what is ready now.
+  virtual void on_flush(unsigned tag) = 0;
 
  protected:
   ~ring_user() = default;
@@ -66,6 +68,16 @@ class relay_ring {
     ++starvations_;
   }
   void check_at_turn_end(ring_user* u, unsigned tag) { turn_end_.emplace_back(u, tag); }
+  // u->on_flush(tag) just before the next submit, once the completions reaped with it are all
+  // handled: what they delivered for one destination goes out as one send.
+  void flush_before_submit(ring_user* u, unsigned tag) {
+    flush_.emplace_back(u, tag);
+    if (!in_turn_) schedule();
+  }
+  // A sendmsg header with `iovs` iovecs for the SQE just taken with sqe(). Valid until that SQE
+  // is submitted: the kernel copies both then (IORING_FEAT_SUBMIT_STABLE).
+  static constexpr unsigned kMaxIovs = 4;
+  msghdr* msg_scratch(iovec*& iov);
   // The time the current turn started: one clock read per turn, not per message.
   clock::time_point now() const { return in_turn_ ? now_ : clock::now(); }
 
@@ -81,6 +93,13 @@ class relay_ring {
   // A send the peer could not take at once: its rest was copied out of the ring's buffer.
   void count_stall() { ++stalls_; }
   uint64_t stalls() const { return stalls_; }
+  // Sends submitted, and the received chunks they carried (more chunks than sends: batching).
+  void count_send(unsigned chunks) {
+    ++sends_;
+    chunks_sent_ += chunks;
+  }
+  uint64_t sends() const { return sends_; }
+  uint64_t chunks_sent() const { return chunks_sent_; }
   // Received slices handed out and not given back yet (zero once every tunnel is gone).
   uint64_t slices_out() const { return slices_out_; }
 
@@ -102,6 +121,11 @@ class relay_ring {
   clock::time_point now_ = clock::now();
   std::vector<std::pair<ring_user*, unsigned>> starved_;
   std::vector<std::pair<ring_user*, unsigned>> turn_end_;
+  std::vector<std::pair<ring_user*, unsigned>> flush_;
+  // msg_scratch()'s memory: kSqEntries headers with kMaxIovs iovecs each, used in turn.
+  std::unique_ptr<msghdr[]> msgs_;
+  std::unique_ptr<iovec[]> iovs_;
+  unsigned msgs_used_ = 0;
   bool in_turn_ = false;
   bool posted_ = false;
   bool waiting_ = false;
@@ -117,6 +141,8 @@ class relay_ring {
   uint64_t enters_ = 0;
   uint64_t starvations_ = 0;
   uint64_t stalls_ = 0;
+  uint64_t sends_ = 0;
+  uint64_t chunks_sent_ = 0;
   uint64_t slices_out_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

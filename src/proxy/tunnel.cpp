@@ -59,10 +59,32 @@ struct chunk {
   std::unique_ptr<chunk> next;
 };
 
-// What the io_uring relay keeps for one direction: the chunk being written, those queued behind
-// it (only while the writing peer is slower than the reading one) and the receive's state.
+// Moves a chunk's bytes (and the ring buffer slice or memory holding them) from `from` to `to`.
+void move_chunk(chunk& to, chunk& from) {
+  to.data = from.data;
+  to.size = from.size;
+  to.bid = from.bid;
+  to.owned = std::move(from.owned);
+  from.data = nullptr;
+  from.size = 0;
+  from.bid = -1;
+}
+
+// Chunks written by one send: what several receives in one turn delivered (a message split
+// at the end of a ring buffer, messages that arrived together) goes out as one send, so the
+// peer sees one TCP segment, not one per receive.
+constexpr unsigned kBatch = relay_ring::kMaxIovs;
+
+// What the io_uring relay keeps for one direction: the chunks of the next or current send,
+// those queued behind them (only while the writing peer is slower than the reading one) and
+// the receive's state.
 struct lane {
-  chunk cur;                    // cur.size > 0: a send is in flight
+  chunk cur[kBatch];  // cur[0..ncur): the send in flight, or the one the next flush submits
+  uint8_t ncur = 0;
+  bool sending = false;         // a send of cur[0..ncur) is in flight
+  bool flushing = false;        // the ring calls on_flush before its next submit
+  bool from_ring = false;       // the send in flight writes from a ring buffer
+  uint32_t send_bytes = 0;      // what the send in flight writes
   std::unique_ptr<chunk> head;  // queued behind cur
   chunk* tail = nullptr;
   uint16_t queued = 0;
@@ -81,10 +103,10 @@ constexpr uint16_t kMaxQueued = 16;
 // the client, 1 the upstream, so direction d reads peer d and writes peer 1 - d.
 //
 // Two ways to move the bytes: the worker's relay_ring (io_uring: multishot receives into the
-// ring's buffers, sends batched once per loop turn; the tunnel owns the two descriptors) or,
-// where io_uring is missing, two Asio coroutines that wait for readability and borrow a pool
-// buffer. What an idle tunnel costs is this record, the watchdog's timer and coroutine frame,
-// and (Asio only) two relay coroutine frames.
+// ring's buffers, and what one turn received for a peer goes out in one send; the tunnel owns
+// the two descriptors) or, where io_uring is missing, two Asio coroutines that wait for
+// readability and borrow a pool buffer. What an idle tunnel costs is this record, the
+// watchdog's timer and coroutine frame, and (Asio only) two relay coroutine frames.
 struct tunnel final : tunnel_handle, ring_user, std::enable_shared_from_this<tunnel> {
   tunnel(worker_context& wc, tcp::socket c, std::unique_ptr<upstream_conn> u, tunnel_limits l,
          std::shared_ptr<relay_ring> r, std::string client_text, tls_connection_ptr tls_conn,
@@ -132,7 +154,7 @@ struct tunnel final : tunnel_handle, ring_user, std::enable_shared_from_this<tun
       for (int f : fd)
         if (f >= 0) ::close(f);
       for (auto& l : lanes) {
-        release(l.cur);
+        release_cur(l);
         drop_queue(l);
       }
       ring->unhold();
@@ -201,7 +223,7 @@ struct tunnel final : tunnel_handle, ring_user, std::enable_shared_from_this<tun
       // of the ring, and 9,000 tunnels closing together took seconds that way. Descriptor d
       // has lane d's receive and lane 1 - d's send.
       for (int d = 0; d < 2; ++d)
-        if (lanes[d].recv_on || lanes[1 - d].cur.size > 0) ::shutdown(fd[d], SHUT_RDWR);
+        if (lanes[d].recv_on || lanes[1 - d].sending) ::shutdown(fd[d], SHUT_RDWR);
       for (auto& l : lanes) drop_queue(l);  // what waited for a write will not be written
     } else {
       if (poller)
@@ -246,14 +268,36 @@ struct tunnel final : tunnel_handle, ring_user, std::enable_shared_from_this<tun
     ++inflight;
   }
   void submit_send(int d) {
-    const chunk& c = lanes[d].cur;
+    lane& l = lanes[d];
     io_uring_sqe* s = ring->sqe(this, 2 + static_cast<unsigned>(d));
+    l.from_ring = l.cur[0].bid >= 0;
+    l.send_bytes = l.cur[0].size;
+    if (l.ncur == 1) {
+      io_uring_prep_send(s, fd[1 - d], l.cur[0].data, l.cur[0].size, 0);
+    } else {
+      iovec* iov = nullptr;
+      msghdr* m = ring->msg_scratch(iov);
+      iov[0] = iovec{const_cast<char*>(l.cur[0].data), l.cur[0].size};
+      for (unsigned i = 1; i < l.ncur; ++i) {
+        iov[i] = iovec{const_cast<char*>(l.cur[i].data), l.cur[i].size};
+        l.from_ring |= l.cur[i].bid >= 0;
+        l.send_bytes += l.cur[i].size;
+      }
+      m->msg_iovlen = l.ncur;
+      io_uring_prep_sendmsg(s, fd[1 - d], m, 0);
+    }
     // From a ring buffer: only what fits now (MSG_DONTWAIT), so that a slow peer never pins a
     // ring buffer; the rest is copied out and waits (MSG_WAITALL: the kernel retries a short
     // send itself).
-    io_uring_prep_send(s, fd[1 - d], c.data, c.size,
-                       MSG_NOSIGNAL | (c.bid >= 0 ? MSG_DONTWAIT : MSG_WAITALL));
+    s->msg_flags = MSG_NOSIGNAL | (l.from_ring ? MSG_DONTWAIT : MSG_WAITALL);
+    l.sending = true;
     ++inflight;
+    ring->count_send(l.ncur);
+    ring->check_at_turn_end(this, static_cast<unsigned>(d));
+  }
+  void release_cur(lane& l) {
+    for (unsigned i = 0; i < l.ncur; ++i) release(l.cur[i]);
+    l.ncur = 0;
   }
   void release(chunk& c) {
     if (c.bid >= 0) ring->give(static_cast<unsigned>(c.bid));
@@ -271,16 +315,17 @@ struct tunnel final : tunnel_handle, ring_user, std::enable_shared_from_this<tun
     l.tail = nullptr;
     l.queued = 0;
   }
-  void start_send(int d, chunk&& c) {
+  // The ring is about to submit: what direction d gathered in this turn goes as one send.
+  void on_flush(unsigned tag) override {
+    const int d = static_cast<int>(tag & 1);
     lane& l = lanes[d];
-    l.cur.data = c.data;
-    l.cur.size = c.size;
-    l.cur.bid = c.bid;
-    l.cur.owned = std::move(c.owned);
-    c.bid = -1;
-    writing[d] = true;
-    submit_send(d);
-    ring->check_at_turn_end(this, static_cast<unsigned>(d));
+    l.flushing = false;
+    --inflight;
+    if (closed)
+      release_cur(l);
+    else if (l.ncur > 0 && !l.sending)
+      submit_send(d);
+    if (closed && inflight == 0) timer.cancel();
   }
   // A chunk in a ring buffer moves to memory of its own, and the buffer goes back.
   void copy_out(chunk& c) {
@@ -298,8 +343,14 @@ struct tunnel final : tunnel_handle, ring_user, std::enable_shared_from_this<tun
   // peer stops taking them (stalled), they are copied out so that no ring buffer waits on it.
   void enqueue(int d, chunk&& c) {
     lane& l = lanes[d];
-    if (l.cur.size == 0) {
-      start_send(d, std::move(c));
+    if (!l.sending && !l.head && l.ncur < kBatch) {
+      move_chunk(l.cur[l.ncur++], c);
+      writing[d] = true;
+      if (!l.flushing) {
+        l.flushing = true;
+        ++inflight;  // like an operation: the tunnel stays until the flush came
+        ring->flush_before_submit(this, static_cast<unsigned>(d));
+      }
       return;
     }
     auto q = std::make_unique<chunk>();
@@ -383,7 +434,7 @@ struct tunnel final : tunnel_handle, ring_user, std::enable_shared_from_this<tun
     if (closed) return;
     if (res == 0) {
       l.eof = true;
-      if (l.cur.size == 0) finish(d);
+      if (l.ncur == 0) finish(d);
     } else if (res == -ENOBUFS) {
       ++inflight;  // the wait for buffers keeps the tunnel alive like an operation
       ring->wait_for_buffers(this, static_cast<unsigned>(d));
@@ -393,41 +444,60 @@ struct tunnel final : tunnel_handle, ring_user, std::enable_shared_from_this<tun
       arm_recv(d);  // the multishot receive stopped on its own (or a pause was lifted)
     }
   }
+  // A send wrote `res` bytes, less than all: chunks written whole go back, the rest is sent
+  // again (a chunk written in part keeps its rest at cur[0]).
+  void resend_rest(int d, uint32_t res) {
+    lane& l = lanes[d];
+    unsigned done = 0;
+    for (; res >= l.cur[done].size; ++done) {
+      res -= l.cur[done].size;
+      release(l.cur[done]);
+    }
+    l.cur[done].data += res;
+    l.cur[done].size -= res;
+    if (done > 0) {
+      for (unsigned i = done; i < l.ncur; ++i) move_chunk(l.cur[i - done], l.cur[i]);
+      l.ncur = static_cast<uint8_t>(l.ncur - done);
+    }
+    if (l.from_ring) {
+      // The peer takes no more for now: what waits for it leaves the ring's buffers.
+      for (unsigned i = 0; i < l.ncur; ++i) copy_out(l.cur[i]);
+      for (chunk* q = l.head.get(); q; q = q->next.get()) copy_out(*q);
+      l.stalled = true;
+      ring->count_stall();
+    }
+    submit_send(d);
+  }
   void on_send(int d, int res) {
     lane& l = lanes[d];
     --inflight;
+    l.sending = false;
     if (closed) {
-      release(l.cur);
+      release_cur(l);
       return;
     }
-    if (res == -EAGAIN && l.cur.bid >= 0) res = 0;
+    if (res == -EAGAIN && l.from_ring) res = 0;
     if (res < 0) {
-      release(l.cur);
+      release_cur(l);
       close_all(d == 0 ? "client error" : "upstream error");
       return;
     }
-    if (static_cast<uint32_t>(res) < l.cur.size) {
-      l.cur.data += res;
-      l.cur.size -= static_cast<uint32_t>(res);
-      if (l.cur.bid >= 0) {
-        // The peer takes no more for now: what waits for it leaves the ring's buffers.
-        copy_out(l.cur);
-        for (chunk* q = l.head.get(); q; q = q->next.get()) copy_out(*q);
-        l.stalled = true;
-        ring->count_stall();
-      }
-      submit_send(d);
+    if (static_cast<uint32_t>(res) < l.send_bytes) {
+      resend_rest(d, static_cast<uint32_t>(res));
       return;
     }
-    release(l.cur);
+    release_cur(l);
     write_deadline[d] = clock::time_point::max();
     last_activity = ring->now();
     if (l.head) {
-      std::unique_ptr<chunk> next = std::move(l.head);
-      l.head = std::move(next->next);
+      while (l.head && l.ncur < kBatch) {
+        std::unique_ptr<chunk> next = std::move(l.head);
+        l.head = std::move(next->next);
+        move_chunk(l.cur[l.ncur++], *next);
+        --l.queued;
+      }
       if (!l.head) l.tail = nullptr;
-      --l.queued;
-      start_send(d, std::move(*next));
+      submit_send(d);
       return;
     }
     writing[d] = false;
@@ -506,7 +576,7 @@ struct tunnel final : tunnel_handle, ring_user, std::enable_shared_from_this<tun
   // A write still in flight when the turn ends waits for the peer: its send timeout starts.
   void on_turn_end(unsigned tag) override {
     const int d = static_cast<int>(tag & 1);
-    if (closed || lanes[d].cur.size == 0 || write_deadline[d] != clock::time_point::max()) return;
+    if (closed || !lanes[d].sending || write_deadline[d] != clock::time_point::max()) return;
     write_deadline[d] = ring->now() + (d == 0 ? limits.upstream_send : limits.client_send);
     if (timer.expiry() > write_deadline[d]) timer.cancel();
   }

@@ -174,6 +174,41 @@ TEST_P(TunnelRelay, MovesLargeStreamsBothWaysInOrder) {
   ::close(upstream);
 }
 
+// What several receives deliver before the relay's turn (here: 300 KiB, more than one ring
+// buffer takes, sent while the worker is busy) goes to the upstream in fewer sends than chunks,
+// whole and in order.
+TEST_P(TunnelRelay, BatchesReceivesOfOneTurnIntoOneSend) {
+  if (!GetParam()) GTEST_SKIP() << "the Asio relay writes what each read returns";
+  relay_worker rw(GetParam());
+  auto [client, upstream] = rw.open(plain_limits());
+  // A round trip first: the tunnel's receives are armed before the worker is held up.
+  ASSERT_TRUE(send_all(client, "x", 1));
+  ASSERT_EQ(recv_n(upstream, 1), "x");
+  auto ring = rw.on_worker([&] { return std::static_pointer_cast<relay_ring>(rw.w.relay_ring); });
+  const auto before = rw.on_worker([&] { return std::pair(ring->sends(), ring->chunks_sent()); });
+  std::promise<void> go;
+  std::promise<void> held;
+  asio::post(rw.w.io, [&] {
+    held.set_value();
+    go.get_future().wait();
+  });
+  held.get_future().wait();
+  const int big = 1 << 20;  // the whole blob fits into the proxy's receive buffer
+  ::setsockopt(client, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+  const std::string blob = random_bytes(300 * 1024, 4);
+  std::thread writer([&] { send_all(client, blob.data(), blob.size()); });
+  std::this_thread::sleep_for(300ms);
+  go.set_value();
+  EXPECT_TRUE(recv_n(upstream, blob.size()) == blob) << "bytes to the upstream differ";
+  writer.join();
+  const auto after = rw.on_worker([&] { return std::pair(ring->sends(), ring->chunks_sent()); });
+  const auto sends = after.first - before.first, chunks = after.second - before.second;
+  EXPECT_GE(chunks, 3u) << "300 KiB in 128 KiB ring buffers takes 3 receives at least";
+  EXPECT_LT(sends, chunks) << "each receive went out in a send of its own";
+  ::close(client);
+  ::close(upstream);
+}
+
 // Many tunnels with small messages at once: with the ring they share its buffers (incremental
 // consumption); no tunnel may see another's bytes.
 TEST_P(TunnelRelay, ManyTunnelsKeepTheirOwnBytes) {
