@@ -182,6 +182,10 @@ void h_worker_shutdown_timeout(S& st, const T& s) {
   if (!once_in_main(st, s)) duplicate(st, s);
   st.snap->main.worker_shutdown_timeout = time_arg(st, s, 1);
 }
+void h_busy_polling(S& st, const T& s) {
+  if (!once_in_main(st, s)) duplicate(st, s);
+  st.snap->main.busy_polling = flag_arg(st, s);
+}
 void h_worker_connections(S& st, const T& s) {
   if (!once_in_main(st, s)) duplicate(st, s);
   st.snap->main.worker_connections = number_arg(st, s, 1);
@@ -1411,6 +1415,10 @@ std::vector<directive_spec> make_table() {
       {"hash", "hash KEY [consistent]", ctx_upstream, take12, h_balancer,
        "pick the server by a key, as nginx (consistent: plain hashing, wsgate -t says so)"},
       // wsgate's own
+      {"busy_polling", "busy_polling on|off", ctx_main, take1, h_busy_polling,
+       "an idle worker polls up to 200us for the next event before it sleeps: lower latency, "
+       "more CPU; read at start (off)",
+       support::wsgate_only},
       {"websocket_keepalive", "websocket_keepalive TIME", ctx_hsl, take1,
        set_time<&L::websocket_keepalive>,
        "send a WebSocket ping on a tunnel idle this long; 0 = off (0)", support::wsgate_only},

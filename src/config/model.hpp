@@ -300,6 +300,8 @@ struct main_settings {
   std::optional<log_setting> error_log;
   std::string user;
   duration worker_shutdown_timeout = duration::zero();  // 0 = wait for ever, as nginx
+  // wsgate's own: an idle worker polls for a while before it sleeps (HAProxy's busy-polling).
+  bool busy_polling = false;
 };
 
 // A notice the loader emits but that does not fail the load (e.g. accepted nginx-only tuning).

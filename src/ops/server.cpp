@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -15,9 +16,11 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -81,6 +84,39 @@ struct worker {
   std::thread thread;
   std::atomic<bool> exited{false};
 };
+
+// busy_polling: once idle, the worker keeps polling (epoll with no timeout, which also runs the
+// io_uring completions the kernel queued for it) for a window before it sleeps. Waking a
+// sleeping thread costs a context switch and, in a VM, a halted vCPU's exit and re-entry;
+// with the next event due within microseconds, polling answers sooner. As the guest kernel's
+// haltpoll, the window adapts: an event that came soon after the worker went to sleep doubles
+// it (up to kMaxPoll), a poll that ran out halves it, so a quiet worker soon sleeps at once.
+std::chrono::nanoseconds thread_cpu() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+}
+
+void run_busy_polling(asio::io_context& io) {
+  using clock = std::chrono::steady_clock;
+  constexpr clock::duration kMaxPoll = std::chrono::microseconds(200);
+  constexpr clock::duration kMinPoll = std::chrono::microseconds(10);
+  clock::duration window = kMaxPoll;
+  while (!io.stopped()) {
+    if (io.poll() > 0) continue;
+    const auto idle_at = clock::now();
+    bool woke = false;
+    while (!woke && !io.stopped() && clock::now() - idle_at < window) woke = io.poll() > 0;
+    if (woke) continue;
+    // How long the worker slept: wall time less the CPU time of the handler run_one ran.
+    const auto cpu_before = thread_cpu();
+    if (io.run_one() == 0) break;  // stopped, or no work left (a finished QUIT)
+    if (clock::now() - idle_at - (thread_cpu() - cpu_before) <= kMaxPoll)
+      window = std::clamp(window * 2, kMinPoll, kMaxPoll);
+    else
+      window = window / 2 < kMinPoll ? clock::duration::zero() : window / 2;
+  }
+}
 
 asio::awaitable<void> accept_loop(worker& wk, tcp::acceptor& acceptor, std::string key) {
   auto& w = wk.ctx;
@@ -286,12 +322,16 @@ int serve(const serve_options& o) {
   }
   for (auto& wk : workers)
     for (auto& other : workers) wk->ctx.peers.push_back(&other->ctx);
+  const bool busy_polling = cfg.main.busy_polling;
   for (auto& wk : workers) {
     worker* p = wk.get();
-    wk->thread = std::thread([p] {
+    wk->thread = std::thread([p, busy_polling] {
       for (;;) {
         try {
-          p->ctx.io.run();
+          if (busy_polling)
+            run_busy_polling(p->ctx.io);
+          else
+            p->ctx.io.run();
           break;
         } catch (const std::exception& e) {
           log_error(log_level::alert, std::string("worker: ") + e.what());
@@ -371,6 +411,10 @@ int serve(const serve_options& o) {
       for (const auto& key : removed) listeners.fds.erase(key);
       for (auto& [key, fds] : added.fds) listeners.fds[key] = fds;
       current = next.rt;
+      if (next.config->main.busy_polling != busy_polling)
+        log_error(log_level::notice,
+                  std::string("busy_polling ") + (busy_polling ? "on" : "off") +
+                      " stays until wsgate restarts: the workers read it at start");
       for (auto& wk : workers) {
         worker* p = wk.get();
         const size_t idx = static_cast<size_t>(p->ctx.index);

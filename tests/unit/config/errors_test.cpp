@@ -78,6 +78,13 @@ const error_case cases[] = {
     // main and events
     {"no_events", "http {}", "no \"events\" section in configuration", 0},
     {"events_duplicate", "events {} events {} http { }", "\"events\" directive is duplicate", 1},
+    {"busy_polling_value", "busy_polling yes; events {}",
+     "invalid value \"yes\" in \"busy_polling\" directive, it must be \"on\" or \"off\"", 1,
+     false},  // wsgate's own directive: nginx does not know it
+    {"busy_polling_duplicate", "busy_polling on;\nbusy_polling off; events {}",
+     "\"busy_polling\" directive is duplicate", 2, false},
+    {"busy_polling_in_http", "events {} http { busy_polling on; }",
+     "\"busy_polling\" directive is not allowed here", 1, false},
     {"http_duplicate", "events {} http { } http {}", "\"http\" directive is duplicate", 1},
     {"daemon_duplicate", "daemon on; daemon off; events {}", "\"daemon\" directive is duplicate",
      1},

@@ -24,7 +24,7 @@ const location& loc_at(const snapshot& c, size_t i) {
 TEST(Main, Settings) {
   auto c = load_ok(
       "daemon off; worker_processes 3; pid /tmp/w.pid; user www-data group;\n"
-      "error_log /tmp/e.log warn; worker_shutdown_timeout 10s;\n"
+      "error_log /tmp/e.log warn; worker_shutdown_timeout 10s; busy_polling on;\n"
       "events { worker_connections 2048; }");
   ASSERT_TRUE(c);
   EXPECT_FALSE(c->main.daemon);
@@ -36,6 +36,7 @@ TEST(Main, Settings) {
   EXPECT_EQ(c->main.error_log->level, "warn");
   EXPECT_EQ(c->main.worker_shutdown_timeout, 10s);
   EXPECT_EQ(c->main.worker_connections, 2048);
+  EXPECT_TRUE(c->main.busy_polling);
   EXPECT_FALSE(c->http);
 }
 
@@ -51,6 +52,7 @@ TEST(Main, Defaults) {
   EXPECT_TRUE(c->main.daemon);
   EXPECT_EQ(c->main.worker_processes, 1);
   EXPECT_EQ(c->main.worker_connections, 512);
+  EXPECT_FALSE(c->main.busy_polling);
 }
 
 TEST(Main, GlobalDirectivesComeFirst) {
