@@ -124,7 +124,8 @@ def main():
         return gate(a.results)
 
     proxies = a.proxies.split()
-    columns = ["direct"] + [p for p in ["nginx", "haproxy", "wsgate"] if p in proxies]
+    columns = ["direct"] + [p for p in ["nginx", "haproxy", "haproxy-busy", "wsgate", "wsgate-busy"]
+                            if p in proxies]
     rate = int(a.http_rate)
 
     def idle_per_conn(r):
@@ -152,6 +153,8 @@ def main():
         ("WS 64 B round trip p50 (us)", "ws64", lat("p50"), "{:,.0f}", "low"),
         ("WS 64 B round trip p99 (us)", "ws64", lat("p99"), "{:,.0f}", "low"),
         ("WS 16 KiB MB/s (10 conns, 2 in flight)", "ws16k", lambda r: r.get("mb_per_s"), "{:,.0f}", "high"),
+        ("WS 64 B ping-pong, 1 conn: round trip p50 (us)", "ws1", lat("p50"), "{:,.0f}", "low"),
+        ("WS 64 B ping-pong, 1 conn: round trip p99 (us)", "ws1", lat("p99"), "{:,.0f}", "low"),
         ("WS handshakes/s (50 concurrent)", "handshake", lambda r: r.get("per_second"), "{:,.0f}", "high"),
         (f"proxy RSS per idle WS at {a.idle:,} (bytes)", "idle", idle_per_conn, "{:,.0f}", "low"),
         ("proxy CPU s per million WS 64 B round trips", "ws64", cpu_per_million, "{:,.2f}", "low"),
@@ -168,7 +171,7 @@ def main():
 
     failures = []
     for col in columns:
-        for case in ["http_rps", "http_rate", "ws64", "ws16k", "handshake", "idle"]:
+        for case in ["http_rps", "http_rate", "ws64", "ws16k", "ws1", "handshake", "idle"]:
             for i, r in enumerate(load(a.results, col, case)):
                 if not ok(r):
                     failures.append(f"{col} {case} round {i + 1}: "
@@ -194,21 +197,25 @@ def main():
 
     # Derived lines: added latency over direct, and 16 KiB throughput against direct.
     extra = []
-    d_http = table[(rows[1][0], "direct")]
-    d_ws = table[(rows[4][0], "direct")]
-    d_big = table[(rows[5][0], "direct")]
+    def label(start):
+        return next(r[0] for r in rows if r[0].startswith(start))
+    l_http, l_ws, l_big, l_idle = (label("HTTP p99"), label("WS 64 B round trip p99"),
+                                   label("WS 16 KiB"), label("proxy RSS per idle"))
+    d_http = table[(l_http, "direct")]
+    d_ws = table[(l_ws, "direct")]
+    d_big = table[(l_big, "direct")]
     for col in columns[1:]:
         parts = []
-        v = table[(rows[1][0], col)]
+        v = table[(l_http, col)]
         if v is not None and d_http is not None:
             parts.append(f"HTTP p99 added {v - d_http:,.0f} us")
-        v = table[(rows[4][0], col)]
+        v = table[(l_ws, col)]
         if v is not None and d_ws is not None:
             parts.append(f"WS p99 added {v - d_ws:,.0f} us")
-        v = table[(rows[5][0], col)]
+        v = table[(l_big, col)]
         if v is not None and d_big:
             parts.append(f"16 KiB {v / d_big:.2f}× direct")
-        v = table[(rows[7][0], col)]
+        v = table[(l_idle, col)]
         if v is not None and a.idle < 100000:
             # Not measured: this machine cannot give one process 200,000 descriptors.
             parts.append(f"100,000 idle WS projected at {v * 100000 / 2**30:.2f} GiB "

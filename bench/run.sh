@@ -14,7 +14,10 @@
 #             table, then the check: 10 pairs of WS 64 B runs, nginx and wsgate back to back (both
 #             running, order alternating); exits 1 if the median of the pairs' ratios wsgate/nginx
 #             of messages/s is below 1 (below after 10 pairs: 10 more, and all 20 decide).
-#   --cases   a subset of: idle http_rps http_rate ws64 ws16k handshake (default: all of them)
+#   --proxies any of nginx haproxy wsgate, and haproxy-busy / wsgate-busy: the same with HAProxy's
+#             busy-polling / wsgate's busy_polling on (both poll instead of sleeping when idle)
+#   --cases   a subset of: idle http_rps http_rate ws64 ws16k ws1 handshake (default: all of them;
+#             ws1 is one client in WebSocket ping-pong: the latency a lone voice client sees)
 #   --strict  a wsgate that cannot serve yet is a failure (default: it is skipped with a message).
 # Binaries come from $WSGATE_BUILD_DIR (default build/); wsgate-bench and wsgate-echo from
 # $BENCH_BUILD_DIR (default: the same), built there if missing. Raw results stay in the printed
@@ -34,7 +37,7 @@ proxies="nginx haproxy wsgate"
 idle_n=10000
 http_rate=2000
 out=""
-cases="idle http_rps http_rate ws64 ws16k handshake"
+cases="idle http_rps http_rate ws64 ws16k ws1 handshake"
 while (($#)); do
   case $1 in
     --quick) quick=1 ;;
@@ -52,8 +55,8 @@ while (($#)); do
   shift
 done
 for c in $cases; do
-  case $c in idle | http_rps | http_rate | ws64 | ws16k | handshake) ;;
-    *) echo "run.sh: unknown case '$c' (cases: idle http_rps http_rate ws64 ws16k handshake)" >&2; exit 2 ;;
+  case $c in idle | http_rps | http_rate | ws64 | ws16k | ws1 | handshake) ;;
+    *) echo "run.sh: unknown case '$c' (cases: idle http_rps http_rate ws64 ws16k ws1 handshake)" >&2; exit 2 ;;
   esac
 done
 gate_pairs=10
@@ -212,13 +215,14 @@ http {
 }
 EOF
 }
-write_haproxy_conf() {
-  local dir=$1 port=$2
+write_haproxy_conf() {  # write_haproxy_conf DIR PORT [EXTRA_GLOBAL_LINE]
+  local dir=$1 port=$2 extra=${3:-}
   mkdir -p "$dir"
   cat >"$dir/haproxy.cfg" <<EOF
 global
   maxconn $(((fd_hard - 200) / 2))
   nbthread 1
+  $extra
 defaults
   mode http
   option http-keep-alive
@@ -250,9 +254,18 @@ start_proxy() {  # start_proxy NAME: sets proxy_pid/proxy_port; false if it does
       write_haproxy_conf "$dir" "$proxy_port"
       taskset -c "$proxy_cpu" haproxy -db -f "$dir/haproxy.cfg" >"$dir/stderr" 2>&1 &
       ;;
+    haproxy-busy)
+      write_haproxy_conf "$dir" "$proxy_port" busy-polling
+      taskset -c "$proxy_cpu" haproxy -db -f "$dir/haproxy.cfg" >"$dir/stderr" 2>&1 &
+      ;;
     wsgate)
       write_nginx_conf "$dir" "$proxy_port"
       taskset -c "$proxy_cpu" "$wsgate_bin" -p "$dir" -c "$dir/nginx.conf" >"$dir/stderr" 2>&1 &
+      ;;
+    wsgate-busy)
+      write_nginx_conf "$dir" "$proxy_port"
+      taskset -c "$proxy_cpu" "$wsgate_bin" -p "$dir" -c "$dir/nginx.conf" -g 'busy_polling on;' \
+        >"$dir/stderr" 2>&1 &
       ;;
   esac
   proxy_pid=$!
@@ -302,6 +315,7 @@ run_case() {  # run_case PROXY CASE ROUND BASE_HTTP BASE_WS
     http_rate) "${load[@]}" http "$http_url" -c 50 -d "$duration" --rate "$http_rate" --json >"$file" 2>/dev/null || true ;;
     ws64) "${load[@]}" ws "$ws_url" -c 100 --size 64 --inflight 1 -d "$duration" --json >"$file" 2>/dev/null || true ;;
     ws16k) "${load[@]}" ws "$ws_url" -c 10 --size 16384 --inflight 2 --binary -d "$duration" --json >"$file" 2>/dev/null || true ;;
+    ws1) "${load[@]}" ws "$ws_url" -c 1 --size 64 --inflight 1 -d "$duration" --json >"$file" 2>/dev/null || true ;;
     handshake) "${load[@]}" handshake "$ws_url" -c 50 -d "$duration" --json >"$file" 2>/dev/null || true ;;
     idle)
       local before ready=$work/idle.ready hold_rss
@@ -349,7 +363,7 @@ run_rounds() {  # run_rounds FIRST LAST
     for proxy in direct $proxies; do
       if [[ $proxy == direct ]]; then
         for c in $cases; do
-          case $c in http_rps | http_rate | ws64 | ws16k | handshake)
+          case $c in http_rps | http_rate | ws64 | ws16k | ws1 | handshake)
             run_case direct "$c" "$round" "http://127.0.0.1:$echo_port/" "ws://127.0.0.1:$echo_port/ws" ;;
           esac
         done
