@@ -1416,8 +1416,8 @@ std::vector<directive_spec> make_table() {
        "pick the server by a key, as nginx (consistent: plain hashing, wsgate -t says so)"},
       // wsgate's own
       {"busy_polling", "busy_polling on|off", ctx_main, take1, h_busy_polling,
-       "an idle worker polls up to 200us for the next event before it sleeps: lower latency, "
-       "more CPU; read at start (off)",
+       "an idle worker polls 200us for the next event before it sleeps: lower latency, more "
+       "CPU; read at start (off)",
        support::wsgate_only},
       {"websocket_keepalive", "websocket_keepalive TIME", ctx_hsl, take1,
        set_time<&L::websocket_keepalive>,
