@@ -1416,7 +1416,7 @@ std::vector<directive_spec> make_table() {
        "pick the server by a key, as nginx (consistent: plain hashing, wsgate -t says so)"},
       // wsgate's own
       {"busy_polling", "busy_polling on|off", ctx_main, take1, h_busy_polling,
-       "an idle worker polls 200us for the next event before it sleeps: lower latency, more "
+       "an idle worker polls 1ms for the next event before it sleeps: lower latency, more "
        "CPU; read at start (off)",
        support::wsgate_only},
       {"websocket_keepalive", "websocket_keepalive TIME", ctx_hsl, take1,
