@@ -102,6 +102,15 @@ class BusyPolling(WsgateCase):
         _, _, on = self.sleeps_per_round_trip(args=("-g", "busy_polling on;"))
         self.assertLess(on, 0.5, f"-g 'busy_polling on;': {on:.2f} sleeps per round trip")
 
+    def test_quit_and_term_still_end_a_polling_worker(self):
+        # A polling worker leaves its loop when its work is done (QUIT) or it is stopped (TERM).
+        echo_port = self.echo()
+        for sig in (signal.SIGQUIT, signal.SIGTERM):
+            w = self.wsgate(TUNNEL.replace("ECHO_PORT", str(echo_port)), main_text="busy_polling on;")
+            self.ping_pong(w.port, 100)
+            w.send(sig)
+            self.assertEqual(w.proc.wait(10), 0, f"after {sig.name}")
+
     def test_reload_keeps_the_setting_and_says_so(self):
         echo_port = self.echo()
         http = TUNNEL.replace("ECHO_PORT", str(echo_port))
