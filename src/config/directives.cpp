@@ -185,6 +185,7 @@ void h_worker_shutdown_timeout(S& st, const T& s) {
 void h_busy_polling(S& st, const T& s) {
   if (!once_in_main(st, s)) duplicate(st, s);
   st.snap->main.busy_polling = flag_arg(st, s);
+  st.snap->main.busy_polling_where = st.here(s.line);
 }
 void h_worker_connections(S& st, const T& s) {
   if (!once_in_main(st, s)) duplicate(st, s);

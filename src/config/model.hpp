@@ -302,6 +302,7 @@ struct main_settings {
   duration worker_shutdown_timeout = duration::zero();  // 0 = wait for ever, as nginx
   // wsgate's own: an idle worker polls for a while before it sleeps (HAProxy's busy-polling).
   bool busy_polling = false;
+  source_loc busy_polling_where;
 };
 
 // A notice the loader emits but that does not fail the load (e.g. accepted nginx-only tuning).

@@ -1,5 +1,7 @@
 #include "routing/lint.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 
@@ -390,6 +392,20 @@ void lint_tls(const config::snapshot& config, std::vector<warning>& out) {
   }
 }
 
+// A polling worker keeps its CPU busy while it waits; two of them on one CPU take turns at it,
+// and each waits for the other's time slice instead of for its sockets.
+void lint_busy_polling(const config::snapshot& config, std::vector<warning>& out) {
+  const long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
+  if (!config.main.busy_polling || cpus <= 0 || config.main.worker_processes <= cpus) return;
+  out.push_back({"busy-polling-oversubscribed",
+                 "busy_polling on with " + std::to_string(config.main.worker_processes) +
+                     " worker threads on " + std::to_string(cpus) +
+                     " online CPUs: polling workers take each other's CPU time, and latency "
+                     "gets worse, not better",
+                 "worker_processes auto; (one per CPU) or fewer, or busy_polling off;",
+                 config.main.busy_polling_where});
+}
+
 bool is_notice(const warning& w) {
   return w.id == "connection-upgrade-dropped" || w.id == "proxy-pass-uri-redundant" ||
          w.id == "ssl-listen-shared";
@@ -405,6 +421,7 @@ std::vector<warning> lint_location(const config::snapshot& config, const config:
 
 std::vector<warning> lint(const config::snapshot& config) {
   std::vector<warning> out;
+  lint_busy_polling(config, out);
   if (!config.http) return out;
   for (const auto& s : config.http->servers) {
     lint_one(config, *s, s->root_location, out);

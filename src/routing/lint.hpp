@@ -12,6 +12,8 @@
 //   proxy-set-header-dropped    an inner proxy_set_header list silently drops the outer ones
 //   ws-trailing-slash-only      a WebSocket location "/ws/" answers "/ws" with a 301
 //   unknown-variable            a $variable nginx does not know (nginx refuses to load)
+//   busy-polling-oversubscribed busy_polling on with more workers than online CPUs: polling
+//                               workers take each other's CPU time
 //   connection-upgrade-dropped  (notice) wsgate drops a Connection: upgrade sent without Upgrade
 //   proxy-pass-uri-redundant    (notice) the proxy_pass URI part equals the location prefix, so
 //                               it changes nothing (the seed report's supposed fix)

@@ -2,6 +2,7 @@
 #include "routing/lint.hpp"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include "helpers.hpp"
 
@@ -237,6 +238,25 @@ TEST(Lint, ProxySslVerifyAgainstAnIp) {
                     "proxy-ssl-verify-ip"));
   EXPECT_FALSE(
       find(lint_of("location / { proxy_pass https://10.0.0.5:8443; }"), "proxy-ssl-verify-ip"));
+}
+
+// busy_polling with more polling workers than CPUs: they would take each other's CPU time.
+TEST(Lint, BusyPollingOversubscribed) {
+  const long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
+  ASSERT_GT(cpus, 0);
+  const std::string many = std::to_string(cpus + 1), enough = std::to_string(cpus);
+  auto w = lint(*test::load("worker_processes " + many + ";\nbusy_polling on;\nevents {} http {}"));
+  const warning* f = find(w, "busy-polling-oversubscribed");
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->where.line, 2);
+  EXPECT_NE(f->text.find(many + " worker threads"), std::string::npos) << f->text;
+  EXPECT_NE(f->fix.find("worker_processes auto;"), std::string::npos);
+  // As many workers as CPUs, or no polling: quiet.
+  EXPECT_FALSE(
+      find(lint(*test::load("worker_processes " + enough + "; busy_polling on; events {} http {}")),
+           "busy-polling-oversubscribed"));
+  EXPECT_FALSE(find(lint(*test::load("worker_processes " + many + "; events {} http {}")),
+                    "busy-polling-oversubscribed"));
 }
 
 }  // namespace
