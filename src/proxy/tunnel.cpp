@@ -354,11 +354,7 @@ struct tunnel final : tunnel_handle, ring_user, std::enable_shared_from_this<tun
       return;
     }
     auto q = std::make_unique<chunk>();
-    q->data = c.data;
-    q->size = c.size;
-    q->bid = c.bid;
-    q->owned = std::move(c.owned);
-    c.bid = -1;
+    move_chunk(*q, c);
     if (l.stalled) copy_out(*q);
     chunk* raw = q.get();
     if (l.tail)

@@ -54,6 +54,11 @@ std::string take_errors() {
 // A certificate chain and its key into `c`, in nginx's words (`at`: the directive's place).
 bool use_pair(SSL_CTX* c, const std::string& cert, const std::string& key, const std::string& at,
               std::string& error) {
+  auto mismatch = [&] {
+    error = "SSL_CTX_use_PrivateKey(\"" + key + "\") failed" + take_errors() + at +
+            "; the key does not belong to \"" + cert + "\": name the matching pair";
+    return false;
+  };
   if (SSL_CTX_use_certificate_chain_file(c, cert.c_str()) != 1) {
     error = "cannot load certificate \"" + cert + "\"" + take_errors() + at +
             "; check the path and that the file holds a PEM certificate";
@@ -62,19 +67,12 @@ bool use_pair(SSL_CTX* c, const std::string& cert, const std::string& key, const
   if (SSL_CTX_use_PrivateKey_file(c, key.c_str(), SSL_FILETYPE_PEM) != 1) {
     // A key that loads but belongs to another certificate fails here too (nginx, which reads
     // the key first, reports it from SSL_CTX_use_PrivateKey).
-    if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)
-      error = "SSL_CTX_use_PrivateKey(\"" + key + "\") failed" + take_errors() + at +
-              "; the key does not belong to \"" + cert + "\": name the matching pair";
-    else
-      error = "cannot load certificate key \"" + key + "\"" + take_errors() + at +
-              "; check the path and that the file holds a PEM private key";
+    if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) return mismatch();
+    error = "cannot load certificate key \"" + key + "\"" + take_errors() + at +
+            "; check the path and that the file holds a PEM private key";
     return false;
   }
-  if (SSL_CTX_check_private_key(c) != 1) {
-    error = "SSL_CTX_use_PrivateKey(\"" + key + "\") failed" + take_errors() + at +
-            "; the key does not belong to \"" + cert + "\": name the matching pair";
-    return false;
-  }
+  if (SSL_CTX_check_private_key(c) != 1) return mismatch();
   return true;
 }
 
