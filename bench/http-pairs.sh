@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# CPU per HTTP keep-alive request of two proxies running side by side, in back-to-back pairs of
-# 2 s runs (order alternating), so that this machine's slow and fast stretches fall on both:
-#   bench/http-pairs.sh [PAIRS] [A] [B]      A, B: "nginx" or a wsgate binary (default: nginx and
-#                                              $WSGATE_BUILD_DIR/src/cli/wsgate); PAIRS: 6
+# CPU per HTTP keep-alive request (or, with --handshake, per WebSocket handshake: connect,
+# upgrade, close frames, close; 50 at a time) of two proxies running side by side, in back-to-back
+# pairs of 2 s runs (order alternating), so that this machine's slow and fast stretches fall on
+# both:
+#   bench/http-pairs.sh [--handshake] [PAIRS] [A] [B]
+#       A, B: "nginx" or a wsgate binary (default: nginx and $WSGATE_BUILD_DIR/src/cli/wsgate);
+#       PAIRS: 6
 # Prints requests/s and proxy CPU us per request for each run, then both medians. Same config as
 # bench/run.sh (one worker, upstream keepalive, buffering off); proxies on CPU 0, load on CPU 1.
 set -euo pipefail
+mode=http
+if [[ ${1:-} == --handshake ]]; then
+  mode=handshake
+  shift
+fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 B=${WSGATE_BUILD_DIR:-$root/build}
 n=${1:-6}
@@ -37,6 +45,9 @@ http {
     listen 127.0.0.1:$p;
     location / { proxy_pass http://echo; proxy_http_version 1.1; proxy_set_header Connection "";
                  proxy_buffering off; }
+    location /ws { proxy_pass http://echo; proxy_http_version 1.1;
+                   proxy_set_header Upgrade \$http_upgrade; proxy_set_header Connection "upgrade";
+                   proxy_buffering off; proxy_read_timeout 1h; }
   }
 }
 C
@@ -56,22 +67,27 @@ done
 one() {  # one SIDE: "requests/s us-per-request"
   local pid=${workers[$1]} t0 t1 r
   t0=$(awk '{print $14+$15}' "/proc/$pid/stat")
-  r=$(taskset -c 1 "$B/tools/bench/wsgate-bench" http "http://127.0.0.1:${ports[$1]}/" -c 50 -d 2 --json 2>/dev/null |
+  local load=(http "http://127.0.0.1:${ports[$1]}/")
+  [[ $mode == handshake ]] && load=(handshake "ws://127.0.0.1:${ports[$1]}/ws")
+  r=$(taskset -c 1 "$B/tools/bench/wsgate-bench" "${load[@]}" -c 50 -d 2 --json 2>/dev/null |
     python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["completed"], round(j["per_second"]))')
   t1=$(awk '{print $14+$15}' "/proc/$pid/stat")
   set -- $r
   echo "$2 $(python3 -c "print(round(($t1-$t0)*1e6/$(getconf CLK_TCK)/$1,1))")"
 }
+unit=req
+[[ $mode == handshake ]] && unit=handshake
 a_us=() b_us=()
 for i in $(seq "$n"); do
   if ((i % 2)); then a=$(one 0); b=$(one 1); else b=$(one 1); a=$(one 0); fi
-  echo "pair $i: A ${a% *}/s ${a#* } us/req | B ${b% *}/s ${b#* } us/req"
+  echo "pair $i: A ${a% *}/s ${a#* } us/$unit | B ${b% *}/s ${b#* } us/$unit"
   a_us+=("${a#* }") b_us+=("${b#* }")
 done
-python3 - "${sides[0]}" "${sides[1]}" "${a_us[*]}" "${b_us[*]}" <<'P'
+python3 - "${sides[0]}" "${sides[1]}" "${a_us[*]}" "${b_us[*]}" "$unit" <<'P'
 import statistics, sys
 a = [float(x) for x in sys.argv[3].split()]
 b = [float(x) for x in sys.argv[4].split()]
-print(f"median CPU per request: A ({sys.argv[1]}) {statistics.median(a):.1f} us, "
+what = "request" if sys.argv[5] == "req" else sys.argv[5]
+print(f"median CPU per {what}: A ({sys.argv[1]}) {statistics.median(a):.1f} us, "
       f"B ({sys.argv[2]}) {statistics.median(b):.1f} us, B/A {statistics.median(b) / statistics.median(a):.2f}x")
 P
