@@ -209,6 +209,58 @@ awaitable<void> watchdog(std::shared_ptr<connection_state> s) {
   }
 }
 
+// A session's strings and vectors whose capacity the worker keeps from one connection to the
+// next: a new connection (a WebSocket handshake is one request on a fresh connection) then
+// parses, routes and writes its heads without growing them again. Handed out emptied of the
+// last connection's content; kept per thread, as a worker's sessions all run on its thread.
+struct session_scratch {
+  http::request_parser parser;  // reset before each request it parses
+  routing::request_info info;
+  routing::decision decision;
+  std::string request_line, out, upstream_addr, pool_lookup, upstream_key, access_line, access_path;
+  std::vector<http::header_field> spare_fields;
+  peer_group::pick_state pick;  // reset before each pick
+  routing::listen_group group;  // filled where it is read
+
+  void clear() {
+    info.method.assign("GET");
+    info.target.clear();
+    info.http_minor = 1;
+    info.headers.clear();
+    info.tls = false;
+    info.named_location.clear();
+    routing::reset(decision);
+    for (std::string* str : {&request_line, &out, &upstream_addr, &pool_lookup, &upstream_key,
+                             &access_line, &access_path})
+      str->clear();
+    spare_fields.clear();
+  }
+};
+
+struct scratch_return {
+  void operator()(session_scratch* sc) const;
+};
+using scratch_ptr = std::unique_ptr<session_scratch, scratch_return>;
+
+// At most this many wait in a worker for the next connection; more are freed.
+constexpr size_t kScratchKept = 64;
+thread_local std::vector<std::unique_ptr<session_scratch>> free_scratch;
+
+scratch_ptr take_scratch() {
+  if (free_scratch.empty()) return scratch_ptr(new session_scratch);
+  session_scratch* sc = free_scratch.back().release();
+  free_scratch.pop_back();
+  sc->clear();
+  return scratch_ptr(sc);
+}
+
+void scratch_return::operator()(session_scratch* sc) const {
+  if (free_scratch.size() < kScratchKept)
+    free_scratch.emplace_back(sc);
+  else
+    delete sc;
+}
+
 class session : tls_server_picker {
  public:
   explicit session(std::shared_ptr<connection_state> st);
@@ -292,10 +344,11 @@ class session : tls_server_picker {
 
   http::flat_buffer in_;
   http::spill_buffer ahead_;  // a response read ahead of the client (proxy_buffering on)
-  http::request_parser parser_;
-  routing::request_info info_;
-  std::string request_line_;  // $request
-  std::string out_;           // a head being written
+  scratch_ptr sc_ = take_scratch();
+  http::request_parser& parser_ = sc_->parser;
+  routing::request_info& info_ = sc_->info;
+  std::string& request_line_ = sc_->request_line;  // $request
+  std::string& out_ = sc_->out;                    // a head being written
   int requests_ = 0;
   // The request body read before the upstream is contacted (proxy_request_buffering).
   std::string spooled_;
@@ -325,23 +378,24 @@ class session : tls_server_picker {
 
   int status_ = 0;
   uint64_t body_bytes_sent_ = 0;
-  std::string upstream_addr_;
-  std::string pool_lookup_;  // "key|peer" of the idle upstream pool, built per request
+  std::string& upstream_addr_ = sc_->upstream_addr;
+  std::string& pool_lookup_ = sc_->pool_lookup;  // "key|peer" of the idle upstream pool
   // Kept across requests so that their capacity is reused (no allocation per request once
-  // warm): the routing decision, the upstream group key, the access log line and path, the
-  // registration among the worker's idle clients, and a closed upstream connection object.
-  routing::decision decision_;
-  std::string upstream_key_;
-  std::string access_line_;
-  std::string access_path_;
+  // warm): the routing decision, the upstream group key, the access log line and path (all
+  // from the scratch, kept across connections too), the registration among the worker's idle
+  // clients, and a closed upstream connection object.
+  routing::decision& decision_ = sc_->decision;
+  std::string& upstream_key_ = sc_->upstream_key;
+  std::string& access_line_ = sc_->access_line;
+  std::string& access_path_ = sc_->access_path;
   std::unordered_set<tcp::socket*>::node_type idle_node_;
   std::unique_ptr<upstream_conn> spare_upstream_;
-  std::vector<http::header_field> spare_fields_;  // the upstream response's header list
+  std::vector<http::header_field>& spare_fields_ = sc_->spare_fields;  // the response's headers
   // proxy_pass with variables: the last numeric address resolved, kept while requests name it.
   std::string dynamic_key_;
   std::vector<socket_address> dynamic_peers_;
-  peer_group::pick_state pick_;         // the peers this request has tried, its hashing
-  unsigned char client_addr_[16] = {};  // ip_hash's key: the client's address bytes
+  peer_group::pick_state& pick_ = sc_->pick;  // the peers this request has tried, its hashing
+  unsigned char client_addr_[16] = {};        // ip_hash's key: the client's address bytes
   size_t client_addr_len_ = 0;
   bool plain_on_tls_ = false;  // a plain HTTP request came to a TLS port: answered 400 (497)
   std::string_view upstream_scheme_ = "http";  // for the error log's "upstream:"
@@ -370,8 +424,9 @@ session::session(std::shared_ptr<connection_state> st) : s_(std::move(st)), w_(s
     client_addr_len_ = 16;
   }
   if (rt_->config->http) {
-    const auto group = routing::find_listen_group(*rt_->config, info_.local_addr, info_.local_port);
-    default_server_ = group.default_server;
+    routing::find_listen_group_into(*rt_->config, info_.local_addr, info_.local_port, sc_->group,
+                                    false);
+    default_server_ = sc_->group.default_server;
   }
   if (default_server_) {
     loc_ = &default_server_->root_location;
@@ -1019,6 +1074,9 @@ awaitable<upstream_failure> session::connect_upstream(const routing::decision& d
     error_code ec;
     conn->socket.open(ep.protocol(), ec);
     if (ec) continue;
+    // Non-blocking before the connect: Asio's connect then sets nothing itself, and send_now
+    // needs it afterwards (one ioctl instead of two).
+    conn->socket.non_blocking(true, ec);
     ++w_.connections;
     conn->peer.assign(peer.text);
     if (g) {
@@ -1032,7 +1090,6 @@ awaitable<upstream_failure> session::connect_upstream(const routing::decision& d
     s_->disarm();
     if (!cec) {
       s_->upstream->socket.set_option(tcp::no_delay(true), ec);
-      s_->upstream->socket.non_blocking(true, ec);  // for send_now
       last = https ? co_await upstream_handshake(d) : upstream_failure::none;
       if (last == upstream_failure::none) {
         if (chosen) g->report(chosen, false, clock::now());
@@ -1913,8 +1970,9 @@ awaitable<bool> session::tls_handshake() {
 SSL_CTX* session::pick_tls_context(std::string_view server_name) {
   std::string host(server_name);
   for (char& c : host) c = http::lower(c);
-  const auto group = routing::find_listen_group(*rt_->config, info_.local_addr, info_.local_port);
-  const auto chosen = routing::select_server(group, host, nullptr, false);
+  routing::find_listen_group_into(*rt_->config, info_.local_addr, info_.local_port, sc_->group,
+                                  false);
+  const auto chosen = routing::select_server(sc_->group, host, nullptr, false);
   const tls::context* ctx = rt_->tls_for(chosen.server);
   return ctx ? ctx->get() : nullptr;
 }
@@ -1924,12 +1982,16 @@ SSL_CTX* session::pick_tls_context(std::string_view server_name) {
 awaitable<void> session::run_session() {
   if (s_->tls_port && !co_await tls_handshake()) co_return;
   for (;;) {
-    if (in_.empty() && requests_ > 0 && !w_.draining && !s_->tls) {
+    if (in_.empty() && !w_.draining && !s_->tls) {
       // Under load the next request is usually here once the other ready connections have had
       // their turn: one non-blocking read then replaces the readiness wait (whose epoll re-arm
-      // is a syscall per request) and the read after it.
-      co_await asio::post(s_->client.get_executor(), asio::use_awaitable);
-      if (w_.draining) break;  // QUIT closes connections waiting for a request
+      // is a syscall per request) and the read after it. A new connection's first read is tried
+      // at once: under load its request has mostly arrived by the time it is accepted (when it
+      // has not, the read finds nothing and the wait below follows, one syscall more).
+      if (requests_ > 0) {
+        co_await asio::post(s_->client.get_executor(), asio::use_awaitable);
+        if (w_.draining) break;  // QUIT closes connections waiting for a request
+      }
       auto [p, n] = in_.prepare(limits_.first_buffer, limits_.max_bytes());
       const ssize_t got = ::recv(s_->client.native_handle(), p, n, MSG_DONTWAIT);
       if (got > 0) in_.commit(static_cast<size_t>(got));

@@ -592,7 +592,7 @@ void bad_request(decision& d, const std::string& why) {
 }
 
 // A decision as a fresh one reads, its strings and vectors emptied but their capacity kept.
-void reset(decision& d) {
+void reset_decision(decision& d) {
   d.server = nullptr;
   d.server_reason.clear();
   d.location = nullptr;
@@ -660,8 +660,12 @@ decision route(const config::snapshot& config, const request_info& rq) {
   return d;
 }
 
+void reset(decision& d) {
+  reset_decision(d);
+}
+
 void route_into(const config::snapshot& config, const request_info& rq, decision& d) {
-  reset(d);
+  reset_decision(d);
   route_impl(config, rq, d);
   if (d.what != action::proxy) d.upstream.headers.clear();
 }

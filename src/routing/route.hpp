@@ -108,4 +108,9 @@ decision route(const config::snapshot& config, const request_info& request);
 // request.diagnostics is off.
 void route_into(const config::snapshot& config, const request_info& request, decision& d);
 
+// `d` as a fresh decision reads (no server, location or action), its strings and vectors
+// emptied but their capacity kept. The upstream header list keeps its entries for route_into to
+// write over: read it only after route_into.
+void reset(decision& d);
+
 }  // namespace wsgate::routing

@@ -72,6 +72,36 @@ class ErrorLogLevels(WsgateCase):
         time.sleep(0.2)
         self.assertIn("connect() failed (111: Connection refused)", w.log())
 
+    def test_a_new_connection_logs_nothing_of_the_last_one(self):
+        # A worker hands a new connection the strings of a closed one (their capacity is kept):
+        # the request line, Host and upstream of the last connection must not reach the next
+        # one's log lines.
+        w = self.wsgate(f"""
+            server {{
+                listen 127.0.0.1:PORT;
+                client_header_timeout 1s;
+                location / {{ proxy_pass http://127.0.0.1:{self.dead}; }}
+            }}""")
+        r = exchange(w.port, b"GET /first-request HTTP/1.1\r\nHost: first.example\r\n"
+                             b"Connection: close\r\n\r\n")
+        self.assertEqual(parse_responses(r)[0][0], 502)
+        deadline = time.monotonic() + 5
+        while 'request: "GET /first-request HTTP/1.1"' not in w.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertIn('host: "first.example"', w.log())
+        # The next connection sends half a head and times out: its line names no request.
+        r = exchange(w.port, b"GET /second HTTP/1.1\r\nHost: sec", timeout=5)
+        self.assertEqual(r, b"")  # nginx closes without an answer
+        deadline = time.monotonic() + 5
+        while "while reading client request headers" not in w.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        lines = [l for l in w.log().splitlines() if "while reading client request headers" in l]
+        self.assertEqual(len(lines), 1, w.log())
+        self.assertNotIn("first", lines[0])
+        self.assertNotIn("request:", lines[0])
+        self.assertNotIn("upstream:", lines[0])
+        self.assertNotIn("host:", lines[0])
+
 
 if __name__ == "__main__":
     unittest.main()
