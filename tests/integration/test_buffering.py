@@ -20,7 +20,7 @@ import threading
 import time
 import unittest
 
-from harness import (TEST_UPSTREAM, Wsgate, WsgateCase, exchange, free_port, parse_responses,
+from harness import (TEST_UPSTREAM, WsgateCase, exchange, free_port, parse_responses,
                      read_to_close, wait_port)
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -140,7 +140,7 @@ class RecordingUpstream:
                         self.note(n, "closed")
                         return
                     buf += d
-                body, buf = buf[:need], buf[need:]
+                buf = buf[need:]  # the body is not looked at
                 path = head.split(b" ")[1].decode()
                 self.note(n, "request", path)
                 if "chunked" in path:

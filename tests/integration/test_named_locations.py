@@ -1,6 +1,5 @@
 """error_page CODE @name through wsgate and Debian's nginx: the named location answers with the
 method, URI and body unchanged; `=` and `=CODE` choose the status; a missing name is a 500."""
-import json
 import os
 import unittest
 

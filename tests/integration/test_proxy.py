@@ -4,7 +4,6 @@ tunnel."""
 import json
 import os
 import socket
-import threading
 import time
 import unittest
 
@@ -224,7 +223,7 @@ server {{ listen 127.0.0.1:PORT;
         self.assertTrue(r.startswith(b"HTTP/1.1 200"), r[:80])
         rec = up.records()[-1]
         self.assertEqual(rec["request_line"], "GET /v2/x?y=1 HTTP/1.0")
-        self.assertEqual(rec["header_lines"], [f"X-Real-IP: 127.0.0.1", f"Host: 127.0.0.1:{up.port}",
+        self.assertEqual(rec["header_lines"], ["X-Real-IP: 127.0.0.1", f"Host: 127.0.0.1:{up.port}",
                                                "Connection: close", "User-Agent: t"])
 
     def test_bodies_content_length_and_chunked(self):

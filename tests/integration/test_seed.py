@@ -9,7 +9,7 @@ import re
 import subprocess
 import unittest
 
-from harness import WsgateCase, exchange, free_port, parse_responses, wait_port, Wsgate
+from harness import WsgateCase, exchange, parse_responses
 
 VOICE_SERVICE = os.environ.get("VOICE_SERVICE", "voice-service")
 SOURCE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
@@ -74,7 +74,6 @@ class SeedConfigs(WsgateCase):
 
     def test_no_upgrade_config_gives_404_as_nginx(self):
         w = self.start_on("no-upgrade.conf")
-        import websockets
         with self.assertRaises(Exception) as e:
             self.ping(w.port)
         self.assertIn("404", str(e.exception))

@@ -11,7 +11,8 @@ import time
 import unittest
 
 from harness import NGINX, WsgateCase, exchange, free_port, parse_responses, start_nginx
-from test_tunnel import frame, handshake, read_frame, read_head
+from test_tunnel import handshake, read_head
+from ws_client import frame, read_frame
 
 HAVE_TEST_UPSTREAM = os.path.exists(os.environ.get("TEST_UPSTREAM", ""))
 

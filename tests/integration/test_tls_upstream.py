@@ -12,7 +12,6 @@ on a missing trusted CA file and a client certificate without its key or with an
 Each behaviour is checked on nginx first, then on wsgate (one subTest per proxy, each with fresh
 upstreams), then the two observations are compared: a wsgate failure never hides whether the
 nginx expectation holds."""
-import base64
 import hashlib
 import os
 import signal
@@ -27,7 +26,7 @@ import unittest
 
 from harness import NGINX, WSGATE, WsgateCase, exchange, free_port, parse_responses, wait_port
 from tls_certs import TestPki
-from ws_client import GUID, mask, recv_to_close, ws_frame, ws_handshake
+from ws_client import accept_key, frame, next_frame, recv_to_close, ws_frame, ws_handshake
 
 HAVE_NGINX = os.path.exists(NGINX)
 PROXIES = ("nginx", "wsgate")
@@ -232,36 +231,13 @@ class TlsUpstream:
         return b"", buf
 
     def _websocket(self, s, h, buf):
-        accept = base64.b64encode(hashlib.sha1(h["sec-websocket-key"].encode() + GUID).digest())
+        accept = accept_key(h["sec-websocket-key"]).encode()
         s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                   b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
-
-        def need(n):
-            nonlocal buf
-            while len(buf) < n:
-                d = self._recv(s)
-                if not d:
-                    raise ValueError("closed inside a frame")
-                buf += d
-
         while True:
-            need(2)
-            b0, b1 = buf[0], buf[1]
-            n, pos = b1 & 0x7F, 2
-            if n == 126:
-                need(4)
-                n, pos = struct.unpack("!H", buf[2:4])[0], 4
-            elif n == 127:
-                need(10)
-                n, pos = struct.unpack("!Q", buf[2:10])[0], 10
-            masked = bool(b1 & 0x80)
-            need(pos + (4 if masked else 0) + n)
-            key = buf[pos:pos + 4] if masked else b"\0\0\0\0"
-            pos += 4 if masked else 0
-            payload = mask(buf[pos:pos + n], key)
-            buf = buf[pos + n:]
-            s.sendall(server_frame(b0, payload))  # same FIN bit and opcode
-            if b0 & 0x0F == 8:
+            fin, opcode, _, payload, buf = next_frame(lambda: self._recv(s), buf)
+            s.sendall(frame(opcode, payload, fin=fin, mask=False))  # the same FIN and opcode
+            if opcode == 8:
                 return
 
     def stop(self):
@@ -277,15 +253,6 @@ class TlsUpstream:
                     s.close()
                 except OSError:
                     pass
-
-
-def server_frame(b0, payload):
-    n = len(payload)
-    if n < 126:
-        return bytes([b0, n]) + payload
-    if n < 65536:
-        return bytes([b0, 126]) + struct.pack("!H", n) + payload
-    return bytes([b0, 127]) + struct.pack("!Q", n) + payload
 
 
 # ---- client side (plain HTTP / ws to the proxy) ------------------------------------------------

@@ -4,8 +4,6 @@ server. Text and binary, 0 B to 16 MiB, fragmented messages, data pipelined righ
 handshake on both sides, close handshakes both ways, a peer vanishing with a reset, the idle
 timeout, and the upgrades that must never become a tunnel."""
 import asyncio
-import base64
-import hashlib
 import json
 import os
 import re
@@ -18,6 +16,7 @@ import time
 import unittest
 
 from harness import WsgateCase, exchange, parse_responses
+from ws_client import accept_key, frame, read_frame
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NODE = shutil.which("node")
@@ -35,7 +34,6 @@ except ImportError:  # run with /usr/bin/python3 (Debian python3-websockets)
     websockets = None
 
 SIZES = [0, 1, 125, 126, 65535, 65536, 1 << 20, 16 << 20]
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 def proxy_conf(port, extra=""):
@@ -45,55 +43,6 @@ server {{ listen 127.0.0.1:PORT;
   location / {{ proxy_pass http://127.0.0.1:{port}; proxy_http_version 1.1;
     proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $connection_upgrade;
     {extra} }} }}"""
-
-
-def accept_key(key):
-    return base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
-
-
-def frame(opcode, payload=b"", fin=True, mask=True):
-    """One WebSocket frame (RFC 6455 5.2); clients mask, servers do not."""
-    head = bytes([(0x80 if fin else 0) | opcode])
-    n = len(payload)
-    m = 0x80 if mask else 0
-    if n < 126:
-        head += bytes([m | n])
-    elif n < 65536:
-        head += bytes([m | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([m | 127]) + struct.pack("!Q", n)
-    if not mask:
-        return head + payload
-    key = os.urandom(4)
-    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-
-
-def read_frame(sock, buf=b""):
-    """(opcode, payload, rest) of the next frame, unmasked if it was masked (a client's);
-    reads from sock as needed."""
-    def need(n):
-        nonlocal buf
-        while len(buf) < n:
-            d = sock.recv(65536)
-            if not d:
-                raise ConnectionError("closed before a whole frame")
-            buf += d
-    need(2)
-    opcode, n = buf[0] & 0x0F, buf[1] & 0x7F
-    pos = 2
-    if n == 126:
-        need(4)
-        n, pos = struct.unpack("!H", buf[2:4])[0], 4
-    elif n == 127:
-        need(10)
-        n, pos = struct.unpack("!Q", buf[2:10])[0], 10
-    if not buf[1] & 0x80:
-        need(pos + n)
-        return opcode, buf[pos:pos + n], buf[pos + n:]
-    need(pos + 4 + n)
-    key = buf[pos:pos + 4]
-    payload = bytes(b ^ key[i % 4] for i, b in enumerate(buf[pos + 4:pos + 4 + n]))
-    return opcode, payload, buf[pos + 4 + n:]
 
 
 def handshake(path="/echo", key="dGhlIHNhbXBsZSBub25jZQ=="):

@@ -13,8 +13,8 @@ import time
 import unittest
 
 from harness import Wsgate, WsgateCase
-from test_tunnel import (PyEchoServer, accept_key, frame, handshake, proxy_conf, read_frame,
-                         read_head, websockets)
+from test_tunnel import PyEchoServer, handshake, proxy_conf, read_head, websockets
+from ws_client import accept_key, frame, read_frame
 
 HAVE_TEST_UPSTREAM = os.path.exists(os.environ.get("TEST_UPSTREAM", ""))
 

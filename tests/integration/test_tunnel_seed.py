@@ -6,7 +6,6 @@ same run through Debian's nginx answers 400 on status (uvicorn rejects the plain
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
 import unittest

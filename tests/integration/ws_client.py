@@ -11,7 +11,7 @@ import struct
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
-def mask(payload, key):
+def apply_mask(payload, key):
     """`payload` XORed with the 4-byte `key` (masking and unmasking are the same)."""
     n = len(payload)
     if not n:
@@ -20,47 +20,88 @@ def mask(payload, key):
             ).to_bytes(n, "big")
 
 
+def accept_key(key):
+    """The Sec-WebSocket-Accept that answers Sec-WebSocket-Key `key`."""
+    return base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
+
+
+def frame(opcode, payload=b"", fin=True, mask=True):
+    """One WebSocket frame (RFC 6455 5.2); clients mask, servers do not."""
+    head = bytes([(0x80 if fin else 0) | opcode])
+    n = len(payload)
+    m = 0x80 if mask else 0
+    if n < 126:
+        head += bytes([m | n])
+    elif n < 65536:
+        head += bytes([m | 126]) + struct.pack("!H", n)
+    else:
+        head += bytes([m | 127]) + struct.pack("!Q", n)
+    if not mask:
+        return head + payload
+    key = os.urandom(4)
+    return head + key + apply_mask(payload, key)
+
+
 def ws_frame(opcode, payload=b""):
     """A client's (masked) frame, FIN set."""
-    head = bytes([0x80 | opcode])
-    n = len(payload)
-    if n < 126:
-        head += bytes([0x80 | n])
-    elif n < 65536:
-        head += bytes([0x80 | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
-    key = os.urandom(4)
-    return head + key + mask(payload, key)
+    return frame(opcode, payload)
+
+
+def split_frame(buf):
+    """(fin, opcode, masked, payload, rest) of the whole frame at the start of `buf`, the payload
+    unmasked; None while `buf` holds less than a frame."""
+    if len(buf) < 2:
+        return None
+    b0, b1 = buf[0], buf[1]
+    n, pos = b1 & 0x7F, 2
+    if n == 126:
+        if len(buf) < 4:
+            return None
+        n, pos = struct.unpack("!H", buf[2:4])[0], 4
+    elif n == 127:
+        if len(buf) < 10:
+            return None
+        n, pos = struct.unpack("!Q", buf[2:10])[0], 10
+    masked = bool(b1 & 0x80)
+    key = buf[pos:pos + 4] if masked else None
+    pos += 4 if masked else 0
+    if len(buf) < pos + n:
+        return None
+    payload = buf[pos:pos + n]
+    return bool(b0 & 0x80), b0 & 0x0F, masked, apply_mask(payload, key) if masked else payload, \
+        buf[pos + n:]
+
+
+def next_frame(recv, buf=b""):
+    """split_frame() of the next frame, calling `recv()` for more bytes as needed."""
+    while True:
+        f = split_frame(buf)
+        if f is not None:
+            return f
+        d = recv()
+        if not d:
+            raise ConnectionError(f"closed before a whole frame ({len(buf)} bytes of it)")
+        buf += d
+
+
+def read_frame(sock, buf=b""):
+    """(opcode, payload, rest) of the next frame, unmasked if it was masked (a client's);
+    reads from sock as needed."""
+    _, opcode, _, payload, rest = next_frame(lambda: sock.recv(65536), buf)
+    return opcode, payload, rest
 
 
 class FrameReader:
     def __init__(self, sock, buf=b""):
         self.sock, self.buf = sock, buf
 
-    def _need(self, n):
-        while len(self.buf) < n:
-            d = self.sock.recv(65536)
-            if not d:
-                raise ConnectionError(f"closed before a whole frame ({len(self.buf)} of {n} bytes)")
-            self.buf += d
-
     def frame(self):
         """(fin, opcode, payload) of the next frame; a server's frame must not be masked."""
-        self._need(2)
-        b0, b1 = self.buf[0], self.buf[1]
-        if b1 & 0x80:
+        fin, opcode, masked, payload, self.buf = next_frame(lambda: self.sock.recv(65536),
+                                                            self.buf)
+        if masked:
             raise AssertionError("the server sent a masked frame")
-        n, pos = b1 & 0x7F, 2
-        if n == 126:
-            self._need(4)
-            n, pos = struct.unpack("!H", self.buf[2:4])[0], 4
-        elif n == 127:
-            self._need(10)
-            n, pos = struct.unpack("!Q", self.buf[2:10])[0], 10
-        self._need(pos + n)
-        payload, self.buf = self.buf[pos:pos + n], self.buf[pos + n:]
-        return bool(b0 & 0x80), b0 & 0x0F, payload
+        return fin, opcode, payload
 
     def message(self):
         """(opcode, payload) of the next whole message, continuation frames joined."""
@@ -90,7 +131,7 @@ def ws_handshake(sock, host="a.test", target="/ws"):
     if not head.startswith(b"HTTP/1.1 101"):
         raise AssertionError(f"no 101: {head!r}")
     accept = re.search(rb"(?im)^sec-websocket-accept:\s*(\S+)", head).group(1).decode()
-    want = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
+    want = accept_key(key)
     if accept != want:
         raise AssertionError(f"Sec-WebSocket-Accept {accept}, want {want}")
     return FrameReader(sock, rest)
