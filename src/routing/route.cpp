@@ -591,8 +591,9 @@ void bad_request(decision& d, const std::string& why) {
   d.warnings.push_back({"bad-request", why, "send a valid request", {}});
 }
 
-// A decision as a fresh one reads, its strings and vectors emptied but their capacity kept.
-void reset_decision(decision& d) {
+}  // namespace
+
+void reset(decision& d) {
   d.server = nullptr;
   d.server_reason.clear();
   d.location = nullptr;
@@ -623,6 +624,8 @@ void reset_decision(decision& d) {
     if (pool.size() < 8) pool.push_back(std::move(w));  // bounded: most warnings are rare
   d.warnings.clear();
 }
+
+namespace {
 
 // route()'s working state, kept per thread so that its strings and vectors keep their capacity
 // from one request to the next (route_into does not recurse).
@@ -660,12 +663,8 @@ decision route(const config::snapshot& config, const request_info& rq) {
   return d;
 }
 
-void reset(decision& d) {
-  reset_decision(d);
-}
-
 void route_into(const config::snapshot& config, const request_info& rq, decision& d) {
-  reset_decision(d);
+  reset(d);
   route_impl(config, rq, d);
   if (d.what != action::proxy) d.upstream.headers.clear();
 }
