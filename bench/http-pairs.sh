@@ -3,17 +3,23 @@
 # upgrade, close frames, close; 50 at a time) of two proxies running side by side, in back-to-back
 # pairs of 2 s runs (order alternating), so that this machine's slow and fast stretches fall on
 # both:
-#   bench/http-pairs.sh [--handshake] [PAIRS] [A] [B]
+#   bench/http-pairs.sh [--handshake] [--rate R] [PAIRS] [A] [B]
 #       A, B: "nginx" or a wsgate binary (default: nginx and $WSGATE_BUILD_DIR/src/cli/wsgate);
-#       PAIRS: 6
+#       PAIRS: 6; --rate: a fixed total rate (requests or handshakes per second) instead of as fast
+#       as the proxy goes, so that both proxies are measured at the same load
 # Prints requests/s and proxy CPU us per request for each run, then both medians. Same config as
 # bench/run.sh (one worker, upstream keepalive, buffering off); proxies on CPU 0, load on CPU 1.
 set -euo pipefail
 mode=http
-if [[ ${1:-} == --handshake ]]; then
-  mode=handshake
+rate=()
+while [[ ${1:-} == --* ]]; do
+  case $1 in
+    --handshake) mode=handshake ;;
+    --rate) rate=(--rate "$2"); shift ;;
+    *) echo "http-pairs.sh: unknown option '$1'" >&2; exit 2 ;;
+  esac
   shift
-fi
+done
 root=$(cd "$(dirname "$0")/.." && pwd)
 B=${WSGATE_BUILD_DIR:-$root/build}
 n=${1:-6}
@@ -69,7 +75,7 @@ one() {  # one SIDE: "requests/s us-per-request"
   t0=$(awk '{print $14+$15}' "/proc/$pid/stat")
   local load=(http "http://127.0.0.1:${ports[$1]}/")
   [[ $mode == handshake ]] && load=(handshake "ws://127.0.0.1:${ports[$1]}/ws")
-  r=$(taskset -c 1 "$B/tools/bench/wsgate-bench" "${load[@]}" -c 50 -d 2 --json 2>/dev/null |
+  r=$(taskset -c 1 "$B/tools/bench/wsgate-bench" "${load[@]}" -c 50 -d 2 "${rate[@]}" --json 2>/dev/null |
     python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["completed"], round(j["per_second"]))')
   t1=$(awk '{print $14+$15}' "/proc/$pid/stat")
   set -- $r

@@ -102,6 +102,10 @@ run ws_rate ws "$direct_ws" -c 10 --size 64 -d 2 --rate 2000
 check "ws --rate 2000 for 2 s sends 4000 +-10%, latency far below the 5 ms interval" \
   '3600 <= j["sent"] <= 4400 and j["completed"] >= 0.9 * j["sent"] and j["errors"]["total"] == 0 and j["latency_us"]["p50"] < 2000' \
   "$work/ws_rate.json"
+run hs_rate handshake "$direct_ws" -c 10 -d 2 --rate 500
+check "handshake --rate 500 for 2 s opens 1000 +-10%, each a whole upgrade and close" \
+  '900 <= j["sent"] <= 1100 and j["completed"] >= 0.9 * j["sent"] and j["errors"]["total"] == 0' \
+  "$work/hs_rate.json"
 
 run ws_small ws "$direct_ws" -c 20 --size 64 -d 1
 check "ws 64 B direct: messages echoed, no errors" \

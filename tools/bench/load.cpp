@@ -323,7 +323,6 @@ class worker {
     if (cfg_.duration_s > 0) end_ = start_ + static_cast<uint64_t>(cfg_.duration_s * 1e9);
     budget_left_ = end_ ? UINT64_MAX : budget_;
     phase_ = phase::running;
-    if (cfg_.mode == load_mode::handshake) return;  // connects happen in open_more
     if (rate_ > 0) {
       interval_ = static_cast<uint64_t>(1e9 * static_cast<double>(conns_.size()) / rate_);
       for (uint32_t i = 0; i < conns_.size(); ++i) {
@@ -331,6 +330,7 @@ class worker {
         conns_[i].next_due = start_ + interval_ * i / conns_.size();
       }
     }
+    if (cfg_.mode == load_mode::handshake) return;  // the timers open the connections
     for (uint32_t i = 0; i < conns_.size(); ++i) {
       if (conns_[i].st == cstate::running) kick(i, conns_[i], now);
     }
@@ -351,6 +351,25 @@ class worker {
   }
 
   // ---------------------------------------------------------------- connections
+  // Handshake mode: opens slot i's next connection, or in --rate mode arms its timer until it is
+  // due (the handshake's latency then counts from its scheduled time).
+  void next_handshake(uint32_t i, uint64_t now) {
+    conn& c = conns_[i];
+    if (rate_ <= 0) return open_conn(i, now);
+    if (c.next_due > now) {
+      if (!c.timer_armed) {
+        c.timer_armed = true;
+        heap_.push_back({c.next_due, i, c.gen});
+        std::push_heap(heap_.begin(), heap_.end(), timer_later);
+      }
+      return;
+    }
+    const uint64_t due = c.next_due;
+    c.next_due += interval_;
+    open_conn(i, now);
+    c.started = due;
+  }
+
   void open_conn(uint32_t i, uint64_t now) {
     conn& c = conns_[i];
     c.gen++;
@@ -663,6 +682,11 @@ class worker {
       conn& c = conns_[t.idx];
       if (c.gen != t.gen) continue;
       c.timer_armed = false;
+      if (cfg_.mode == load_mode::handshake) {
+        if (c.st == cstate::down && phase_ == phase::running && now < end_)
+          next_handshake(t.idx, now);
+        continue;
+      }
       kick(t.idx, c, now);
     }
     if (!retry_.empty()) {
@@ -681,7 +705,9 @@ class worker {
     }
     if (cfg_.mode == load_mode::handshake && phase_ == phase::running) {
       for (uint32_t i = 0; i < conns_.size(); ++i) {
-        if (conns_[i].st == cstate::down && !pending_retry(i) && now < end_) open_conn(i, now);
+        if (conns_[i].st == cstate::down && !conns_[i].timer_armed && !pending_retry(i) &&
+            now < end_)
+          next_handshake(i, now);
       }
     }
   }
@@ -730,7 +756,7 @@ class worker {
       // The full cycle: upgrade answered, close frames exchanged, server closed first.
       complete(i, c, now);
       drop(i, c, now, false);
-      if (phase_ == phase::running && now < end_) open_conn(i, now);
+      if (phase_ == phase::running && now < end_) next_handshake(i, now);
       return;
     }
     if (cfg_.mode == load_mode::http && c.q_len == 0 && c.st == cstate::running) {

@@ -1,7 +1,7 @@
 // wsgate-bench: the load generator for wsgate and the proxies it is compared with.
 //   wsgate-bench http URL -c CONNS (-d SECS | -n REQUESTS) [--rate R] [--body-size N] [-t N]
 //   wsgate-bench ws URL -c CONNS --size BYTES [--inflight K] (-d SECS | -n MESSAGES) [--binary]
-//   wsgate-bench handshake URL -c CONNS -d SECS
+//   wsgate-bench handshake URL -c CONNS -d SECS [--rate R]
 //   wsgate-bench idle URL -n N [--hold SECS] [--ramp R]
 // Every mode takes --json (machine-readable result on stdout) and --timeout SECS.
 #include <CLI/CLI.hpp>
@@ -86,6 +86,9 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   hs->add_option("-d,--duration", hs_st.cfg.duration_s, "seconds to run")
       ->required()
+      ->check(CLI::PositiveNumber);
+  hs->add_option("--rate", hs_st.cfg.rate,
+                 "fixed total rate in handshakes/s; latency counted from each one's scheduled time")
       ->check(CLI::PositiveNumber);
   hs->add_option("-t,--threads", hs_st.cfg.threads, "threads (default 1)")
       ->check(CLI::PositiveNumber);
