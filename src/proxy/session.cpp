@@ -190,15 +190,17 @@ struct connection_state {
 };
 
 // Cancels the connection's socket operations when the current step's deadline passes; the
-// step then completes with operation_aborted and timed_out set.
-awaitable<void> watchdog(std::shared_ptr<connection_state> s) {
-  while (!s->finished) {
-    const auto now = clock::now();
-    s->timer.expires_at(s->shortest == duration::max() || s->deadline - now < s->shortest
-                            ? s->deadline
-                            : now + s->shortest);
-    co_await s->timer.async_wait(use_nothrow);
-    if (s->finished) break;
+// step then completes with operation_aborted and timed_out set. A plain timer handler that arms
+// itself again, not a coroutine: a connection then holds one small wait operation for it.
+void watchdog(std::shared_ptr<connection_state> s) {
+  if (s->finished) return;
+  const auto now = clock::now();
+  s->timer.expires_at(s->shortest == duration::max() || s->deadline - now < s->shortest
+                          ? s->deadline
+                          : now + s->shortest);
+  connection_state& st = *s;
+  st.timer.async_wait([s = std::move(s)](const error_code&) mutable {
+    if (s->finished) return;
     if (clock::now() >= s->deadline) {
       s->timed_out = true;
       s->deadline = clock::time_point::max();
@@ -206,7 +208,8 @@ awaitable<void> watchdog(std::shared_ptr<connection_state> s) {
       s->sock().cancel(ignored);
       if (s->upstream) s->upstream->socket.cancel(ignored);
     }
-  }
+    watchdog(std::move(s));
+  });
 }
 
 // A session's strings and vectors whose capacity the worker keeps from one connection to the
@@ -2109,7 +2112,7 @@ void start_session(worker_context& w, tcp::socket socket, const tcp::endpoint* p
   if (peer) state->peer = *peer;
   if (local) state->local = *local;
   state->tls_port = tls;
-  asio::co_spawn(w.io, watchdog(state), asio::detached);
+  watchdog(state);
   asio::co_spawn(
       w.io,
       [state]() -> awaitable<void> {

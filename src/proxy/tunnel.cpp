@@ -695,24 +695,31 @@ void tunnel_timed_out(tunnel& t) {
   t.close_all("idle timeout");
 }
 
-// The tunnel's timer: timeouts, keepalive pings, and the Close frames of a QUIT.
-asio::awaitable<void> tunnel_watchdog(std::shared_ptr<tunnel> t) {
-  while (!t->closed) {
+// The tunnel's timer: timeouts, keepalive pings, and the Close frames of a QUIT. A plain timer
+// handler that arms itself again, not a coroutine: an idle tunnel then holds one small wait
+// operation instead of a coroutine frame.
+void tunnel_watchdog(std::shared_ptr<tunnel> t) {
+  if (t->closed) {
+    // The ring may still hold operations of this tunnel (their cancellation completes in the
+    // next turn): the tunnel lives until the last one came back (which cancels the timer).
+    if (t->inflight == 0) return;
+    t->timer.expires_at(clock::time_point::max());
+  } else {
     const auto now = clock::now();
     if (now >= t->leave_deadline) {
       t->close_all("going away");
-      break;
+      return tunnel_watchdog(std::move(t));
     }
     if (now >= t->read_deadline()) {
       tunnel_timed_out(*t);
-      break;
+      return tunnel_watchdog(std::move(t));
     }
     if (now >= std::min(t->write_deadline[0], t->write_deadline[1])) {
       log_error(log_level::info,
                 "upstream timed out (110: Connection timed out) while proxying upgraded "
                 "connection (send)");
       t->close_all("send timeout");
-      break;
+      return tunnel_watchdog(std::move(t));
     }
     auto next = t->deadline();
     if (t->leaving && t->limits.websocket) {
@@ -720,7 +727,7 @@ asio::awaitable<void> tunnel_watchdog(std::shared_ptr<tunnel> t) {
       const bool sent = t->try_close(0) & t->try_close(1);
       if (t->goodbye_done()) {
         t->close_all("going away");
-        break;
+        return tunnel_watchdog(std::move(t));
       }
       if (!sent) next = std::min(next, now + kRetry);
     } else if (t->keepalive()) {
@@ -731,14 +738,10 @@ asio::awaitable<void> tunnel_watchdog(std::shared_ptr<tunnel> t) {
       }
     }
     t->timer.expires_at(next);
-    co_await t->timer.async_wait(use_nothrow);
   }
-  // The ring may still hold operations of this tunnel (their cancellation completes in the
-  // next turn): the tunnel lives until the last one came back.
-  while (t->inflight > 0) {
-    t->timer.expires_at(clock::time_point::max());
-    co_await t->timer.async_wait(use_nothrow);
-  }
+  tunnel& tr = *t;
+  tr.timer.async_wait(
+      [t = std::move(t)](const error_code&) mutable { tunnel_watchdog(std::move(t)); });
 }
 
 // One direction: wait for readability without a buffer, then borrow one and move what is there.
@@ -925,7 +928,7 @@ void start_tunnel(worker_context& w, tcp::socket client, std::unique_ptr<upstrea
   auto t =
       std::make_shared<tunnel>(w, std::move(client), std::move(upstream), limits, std::move(ring),
                                std::move(client_text), std::move(tls), std::move(poller));
-  asio::co_spawn(w.io, tunnel_watchdog(t), asio::detached);
+  tunnel_watchdog(t);
   if (use_ring) {
     t->start_ring(std::move(to_upstream), std::move(to_client));
   } else {
