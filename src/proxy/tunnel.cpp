@@ -106,7 +106,7 @@ constexpr uint16_t kMaxQueued = 16;
 // ring's buffers, and what one turn received for a peer goes out in one send; the tunnel owns
 // the two descriptors) or, where io_uring is missing, two Asio coroutines that wait for
 // readability and borrow a pool buffer. What an idle tunnel costs is this record, the
-// watchdog's timer and coroutine frame, and (Asio only) two relay coroutine frames.
+// watchdog's timer and its pending wait, and (Asio only) two relay coroutine frames.
 struct tunnel final : tunnel_handle, ring_user, std::enable_shared_from_this<tunnel> {
   tunnel(worker_context& wc, tcp::socket c, std::unique_ptr<upstream_conn> u, tunnel_limits l,
          std::shared_ptr<relay_ring> r, std::string client_text, tls_connection_ptr tls_conn,
@@ -270,19 +270,19 @@ struct tunnel final : tunnel_handle, ring_user, std::enable_shared_from_this<tun
   void submit_send(int d) {
     lane& l = lanes[d];
     io_uring_sqe* s = ring->sqe(this, 2 + static_cast<unsigned>(d));
-    l.from_ring = l.cur[0].bid >= 0;
-    l.send_bytes = l.cur[0].size;
+    l.from_ring = false;
+    l.send_bytes = 0;
+    for (unsigned i = 0; i < l.ncur; ++i) {
+      l.from_ring |= l.cur[i].bid >= 0;
+      l.send_bytes += l.cur[i].size;
+    }
     if (l.ncur == 1) {
       io_uring_prep_send(s, fd[1 - d], l.cur[0].data, l.cur[0].size, 0);
     } else {
       iovec* iov = nullptr;
       msghdr* m = ring->msg_scratch(iov);
-      iov[0] = iovec{const_cast<char*>(l.cur[0].data), l.cur[0].size};
-      for (unsigned i = 1; i < l.ncur; ++i) {
+      for (unsigned i = 0; i < l.ncur; ++i)
         iov[i] = iovec{const_cast<char*>(l.cur[i].data), l.cur[i].size};
-        l.from_ring |= l.cur[i].bid >= 0;
-        l.send_bytes += l.cur[i].size;
-      }
       m->msg_iovlen = l.ncur;
       io_uring_prep_sendmsg(s, fd[1 - d], m, 0);
     }
